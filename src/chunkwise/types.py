@@ -1,0 +1,150 @@
+"""Observation, action and policy-metadata contracts (numpy only).
+
+An *observation* is a flat dict with LeRobot's keys::
+
+    "observation.state"          float32 (S,)
+    "observation.images.<cam>"   uint8   (H, W, 3)   upright, HWC
+    "task"                       str
+
+A *batch* of observations has the same keys with a leading batch dimension on arrays and
+a list of strings for ``task``. Actions are float32; a chunk is (H, A), a batch of chunks
+(B, H, A).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+OBS_STATE = "observation.state"
+OBS_IMAGES = "observation.images"
+OBS_IMAGE_PREFIX = OBS_IMAGES + "."
+TASK = "task"
+ACTION = "action"
+
+Observation = dict[str, Any]
+ObservationBatch = dict[str, Any]
+
+_ALLOWED_DTYPES = {"float32", "uint8"}
+
+
+def image_key(camera: str) -> str:
+    return OBS_IMAGE_PREFIX + camera
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Shape and dtype of one observation entry (without the batch dimension)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if self.dtype not in _ALLOWED_DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} not allowed; use one of {sorted(_ALLOWED_DTYPES)}")
+
+
+@dataclass(frozen=True)
+class PolicyMetadata:
+    """What a client needs to know about a policy before sending it anything."""
+
+    observation_spec: Mapping[str, FeatureSpec]
+    action_dim: int
+    chunk_size: int
+    fps: float
+    policy_type: str
+    uses_prefix: bool = False  # wants the queued actions + delay (RTC, delta expert)
+    action_context_length: int = 0  # N queued actions sent as action_context (seed 000)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.action_dim <= 0:
+            raise ValueError(f"action_dim must be positive, got {self.action_dim}")
+        if self.chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["observation_spec"] = {
+            k: {"shape": list(v.shape), "dtype": v.dtype} for k, v in self.observation_spec.items()
+        }
+        d["extra"] = dict(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PolicyMetadata":
+        d = dict(d)
+        d["observation_spec"] = {
+            k: FeatureSpec(tuple(v["shape"]), v["dtype"]) for k, v in d["observation_spec"].items()
+        }
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """What a prefix-aware policy (RTC, delta expert) is told about the queue.
+
+    ``actions[i]`` is the queued action for control step ``obs_timestep + i``: the first
+    ``delay`` of them will execute while this chunk is being computed (frozen), the rest
+    are the old plan the new chunk may revise. May be shorter than the chunk.
+
+        obs captured            chunk arrives
+             t ............ t+d ............ t+H-1
+    actions: [ frozen (d) ][ revisable ........ ]
+    """
+
+    actions: np.ndarray  # (N, A) float32
+    delay: int
+
+    def __post_init__(self) -> None:
+        a = np.asarray(self.actions, dtype=np.float32)
+        if a.ndim != 2:
+            raise ValueError(f"prefix actions must be (N, A), got shape {a.shape}")
+        if self.delay < 0:
+            raise ValueError(f"delay must be >= 0, got {self.delay}")
+        object.__setattr__(self, "actions", a)
+
+
+def check_observation(obs: Mapping[str, Any], spec: Mapping[str, FeatureSpec]) -> None:
+    """Raise ValueError naming the first key that is missing or has the wrong shape/dtype."""
+    for key, feat in spec.items():
+        if key not in obs:
+            raise ValueError(f"observation is missing required key {key!r} (has {sorted(obs)})")
+        arr = np.asarray(obs[key])
+        if tuple(arr.shape) != feat.shape:
+            raise ValueError(f"observation[{key!r}] has shape {tuple(arr.shape)}, expected {feat.shape}")
+        if arr.dtype != np.dtype(feat.dtype):
+            raise ValueError(f"observation[{key!r}] has dtype {arr.dtype}, expected {feat.dtype}")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"observation[{key!r}] contains NaN or inf")
+
+
+def stack_observations(observations: Sequence[Mapping[str, Any]]) -> ObservationBatch:
+    """List of single observations -> batch (arrays stacked on axis 0, tasks as a list)."""
+    if not observations:
+        raise ValueError("cannot stack an empty list of observations")
+    keys = observations[0].keys()
+    batch: ObservationBatch = {}
+    for key in keys:
+        if key == TASK:
+            batch[TASK] = [str(o.get(TASK, "")) for o in observations]
+        else:
+            batch[key] = np.stack([np.asarray(o[key]) for o in observations])
+    return batch
+
+
+def unbatch_observation(batch: Mapping[str, Any], i: int) -> Observation:
+    return {k: (v[i] if k != TASK else v[i]) for k, v in batch.items()}
+
+
+def observation_spec_of(obs: Mapping[str, Any]) -> dict[str, FeatureSpec]:
+    return {
+        k: FeatureSpec(tuple(np.asarray(v).shape), str(np.asarray(v).dtype))
+        for k, v in obs.items()
+        if k != TASK
+    }

@@ -1,0 +1,15 @@
+import os
+from pathlib import Path
+
+import pytest
+
+# Offscreen rendering on CPU; must be set before mujoco is imported anywhere.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def lerobot_tiny() -> Path:
+    """A LeRobot v3 dataset written by LeRobot 0.6.1 itself (see fixtures/README.md)."""
+    return FIXTURES / "lerobot-v3-tiny"
