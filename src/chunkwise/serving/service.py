@@ -1,0 +1,152 @@
+"""``chunkwise.v1.PolicyService`` implementation: validate, batch, answer.
+
+Request path (all timings on this process's monotonic clock)::
+
+    handler thread: decode + validate (preprocess) -> submit -----------+
+    model worker:                 queue wait -> stack -> predict_chunk(B) |
+    handler thread:                              slice + encode (postprocess) -> reply
+
+Every failure becomes a gRPC status with a readable message: ``Infer`` aborts the call;
+``Stream`` answers that request with ``reply.error`` set and keeps the stream open.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Iterator
+
+import grpc
+
+from chunkwise.policies.base import Policy
+from chunkwise.serving.batcher import BatchResult, DynamicBatcher, WorkItem
+from chunkwise.serving.sessions import ServingError, SessionTable
+from chunkwise.types import TASK, check_observation
+from chunkwise.wire import chunkwise_pb2 as pb
+from chunkwise.wire import chunkwise_pb2_grpc as pb_grpc
+from chunkwise.wire.codec import WireError, decode_observation, decode_prefix, encode_metadata, encode_tensor
+
+log = logging.getLogger(__name__)
+
+
+class PolicyService(pb_grpc.PolicyServiceServicer):
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 2.0,
+        max_queue: int = 256,
+        request_timeout_s: float = 10.0,
+        session_ttl_s: float = 300.0,
+        max_sessions: int = 1024,
+        max_message_bytes: int = 16 << 20,
+    ) -> None:
+        self.policy = policy
+        self.metadata = policy.metadata
+        self.request_timeout_s = request_timeout_s
+        self.max_message_bytes = max_message_bytes
+        self.sessions = SessionTable(ttl_s=session_ttl_s, max_sessions=max_sessions)
+        self.batcher = DynamicBatcher(
+            policy.predict_chunk,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            expected_batch=lambda: self.sessions.active_count(within_s=1.0),
+        )
+        self._metadata_msg = encode_metadata(
+            self.metadata, max_batch_size=max_batch_size, max_message_bytes=max_message_bytes
+        )
+        self._spec = dict(self.metadata.observation_spec)
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    # ------------------------------------------------------------------ RPCs
+
+    def GetMetadata(self, request: pb.MetadataRequest, context: grpc.ServicerContext) -> pb.PolicyMetadata:
+        return self._metadata_msg
+
+    def Reset(self, request: pb.ResetRequest, context: grpc.ServicerContext) -> pb.ResetReply:
+        try:
+            s = self.sessions.reset(request.session_id, request.episode_id)
+        except ServingError as e:
+            context.abort(e.code, e.message)
+        return pb.ResetReply(session_id=s.session_id, episode_id=s.episode_id)
+
+    def Infer(self, request: pb.ObservationRequest, context: grpc.ServicerContext) -> pb.ChunkReply:
+        try:
+            return self._handle(request, context)
+        except ServingError as e:
+            context.abort(e.code, e.message)
+
+    def Stream(
+        self, request_iterator: Iterator[pb.ObservationRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.ChunkReply]:
+        # Requests of one stream are answered in order; a client may pipeline them.
+        for request in request_iterator:
+            try:
+                yield self._handle(request, context)
+            except ServingError as e:
+                yield pb.ChunkReply(
+                    session_id=request.session_id,
+                    episode_id=request.episode_id,
+                    first_timestep=request.timestep,
+                    request_id=request.request_id,
+                    error=pb.Status(code=e.code.value[0], message=e.message),
+                )
+
+    # ------------------------------------------------------------------ core
+
+    def _handle(self, request: pb.ObservationRequest, context: grpc.ServicerContext) -> pb.ChunkReply:
+        t0 = time.perf_counter()
+        size = request.ByteSize()
+        if size > self.max_message_bytes:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request is {size} bytes; this server accepts at most {self.max_message_bytes}",
+            )
+        try:
+            obs = decode_observation(request)
+            prefix = decode_prefix(request, self.metadata.action_dim)
+            check_observation(obs, self._spec)
+        except (WireError, ValueError) as e:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        # Keys the policy did not ask for are not forwarded (they would break stacking).
+        obs = {k: obs[k] for k in self._spec} | {TASK: obs[TASK]}
+        # Session check last: a malformed request does not advance the session's timestep.
+        self.sessions.admit(request.session_id, request.episode_id, request.timestep)
+
+        remaining = context.time_remaining()
+        timeout = self.request_timeout_s if remaining is None else min(remaining, self.request_timeout_s)
+        item = WorkItem(obs=obs, prefix=prefix, deadline=time.monotonic() + timeout, alive=context.is_active)
+        preprocess_ms = 1000 * (time.perf_counter() - t0)
+        future = self.batcher.submit(item)
+        try:
+            result: BatchResult = future.result(timeout=max(timeout, 0.0))
+        except FutureTimeout:
+            item.cancelled = True
+            future.cancel()
+            raise ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no chunk within {1000 * timeout:.0f} ms (queue length {self.batcher.queue_len()})",
+            ) from None
+        except CancelledError:
+            raise ServingError(grpc.StatusCode.CANCELLED, "request cancelled by the client") from None
+        t_post = time.perf_counter()
+        reply = pb.ChunkReply(
+            session_id=request.session_id,
+            episode_id=request.episode_id,
+            first_timestep=request.timestep,
+            request_id=request.request_id,
+            actions=encode_tensor(result.actions),
+        )
+        tm = reply.timings
+        tm.queue_wait_ms = result.queue_wait_ms
+        tm.preprocess_ms = preprocess_ms + result.stack_ms
+        tm.model_ms = result.model_ms
+        tm.batch_size = result.batch_size
+        tm.postprocess_ms = 1000 * (time.perf_counter() - t_post)
+        return reply

@@ -1,0 +1,162 @@
+"""numpy <-> wire tensors, observations, metadata. No pickle: bytes -> ``np.frombuffer``.
+
+A tensor is ``(dtype, shape, data)`` with ``dtype`` from :data:`ALLOWED_DTYPES` and
+``len(data) == prod(shape) * itemsize`` (little endian, C order). Anything else raises
+:class:`WireError`, which the server turns into ``INVALID_ARGUMENT``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from chunkwise.types import TASK, FeatureSpec, PolicyMetadata, Prefix
+from chunkwise.wire import chunkwise_pb2 as pb
+
+PROTOCOL_VERSION = 1
+
+# Allow-list: fixed-size numeric dtypes only (no object, void, string or complex dtypes,
+# which is what keeps decoding free of any code execution or surprises).
+ALLOWED_DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(name).newbyteorder("<")
+    for name in ("float32", "float64", "float16", "uint8", "int8", "int32", "int64", "bool")
+}
+MAX_TENSOR_DIMS = 8
+
+
+class WireError(ValueError):
+    """A message is malformed (unknown dtype, size mismatch, bad shape, non-finite values)."""
+
+
+def encode_tensor(array: Any) -> pb.Tensor:
+    arr = np.asarray(array)
+    name = arr.dtype.name
+    if name not in ALLOWED_DTYPES:
+        raise WireError(f"dtype {arr.dtype} cannot be sent; allowed: {sorted(ALLOWED_DTYPES)}")
+    # Always little endian, C contiguous (a no-op copy-free path for the usual case).
+    arr = np.ascontiguousarray(arr, dtype=ALLOWED_DTYPES[name])
+    return pb.Tensor(dtype=name, shape=list(arr.shape), data=arr.tobytes())
+
+
+def decode_tensor(t: pb.Tensor, *, name: str = "tensor", max_bytes: int | None = None) -> np.ndarray:
+    """Checked decode; the result is a read-only view on the message bytes."""
+    if t.dtype not in ALLOWED_DTYPES:
+        raise WireError(f"{name}: unknown dtype {t.dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}")
+    shape = tuple(int(s) for s in t.shape)
+    if len(shape) > MAX_TENSOR_DIMS:
+        raise WireError(f"{name}: {len(shape)} dimensions, at most {MAX_TENSOR_DIMS} allowed")
+    if any(s < 0 for s in shape):
+        raise WireError(f"{name}: negative dimension in shape {shape}")
+    dtype = ALLOWED_DTYPES[t.dtype]
+    expected = math.prod(shape) * dtype.itemsize
+    if max_bytes is not None and expected > max_bytes:
+        raise WireError(f"{name}: {expected} bytes exceeds the limit of {max_bytes}")
+    if len(t.data) != expected:
+        raise WireError(
+            f"{name}: {len(t.data)} data bytes do not match dtype {t.dtype} shape {shape} "
+            f"(expected {expected})"
+        )
+    return np.frombuffer(t.data, dtype=dtype).reshape(shape)
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise WireError(f"{name} contains NaN or inf")
+
+
+# ---------------------------------------------------------------- observation requests
+
+
+def encode_request(
+    obs: Mapping[str, Any],
+    *,
+    session_id: str,
+    episode_id: int,
+    timestep: int,
+    action_context: np.ndarray | None = None,
+    estimated_delay: int = 0,
+    request_id: int = 0,
+    must_go: bool = False,
+) -> pb.ObservationRequest:
+    req = pb.ObservationRequest(
+        session_id=session_id,
+        episode_id=int(episode_id),
+        timestep=int(timestep),
+        task=str(obs.get(TASK, "")),
+        estimated_delay=int(estimated_delay),
+        request_id=int(request_id),
+        must_go=bool(must_go),
+    )
+    for key, value in obs.items():
+        if key == TASK:
+            continue
+        req.observation[key].CopyFrom(encode_tensor(value))
+    if action_context is not None:
+        req.action_context.CopyFrom(encode_tensor(np.asarray(action_context, dtype=np.float32)))
+    return req
+
+
+def decode_observation(req: pb.ObservationRequest) -> dict[str, Any]:
+    """Observation dict (arrays + ``task``); non-finite float values are rejected."""
+    obs: dict[str, Any] = {}
+    for key, t in req.observation.items():
+        arr = decode_tensor(t, name=f"observation[{key!r}]")
+        check_finite(arr, f"observation[{key!r}]")
+        obs[key] = arr
+    obs[TASK] = req.task
+    return obs
+
+
+def decode_prefix(req: pb.ObservationRequest, action_dim: int) -> Prefix | None:
+    """``Prefix(action_context, estimated_delay)`` or None when no context was sent."""
+    if not req.HasField("action_context"):
+        return None
+    ctx = decode_tensor(req.action_context, name="action_context")
+    if ctx.ndim != 2 or ctx.shape[1] != action_dim:
+        raise WireError(f"action_context must have shape (N, {action_dim}), got {ctx.shape}")
+    check_finite(ctx, "action_context")
+    if req.estimated_delay < 0:
+        raise WireError(f"estimated_delay must be >= 0, got {req.estimated_delay}")
+    return Prefix(actions=ctx.astype(np.float32), delay=int(req.estimated_delay))
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def encode_metadata(md: PolicyMetadata, *, max_batch_size: int = 1, max_message_bytes: int = 0) -> pb.PolicyMetadata:
+    msg = pb.PolicyMetadata(
+        protocol_version=PROTOCOL_VERSION,
+        action_dim=md.action_dim,
+        chunk_size=md.chunk_size,
+        fps=float(md.fps),
+        policy_type=md.policy_type,
+        uses_prefix=md.uses_prefix,
+        action_context_length=md.action_context_length,
+        extra_json=json.dumps(dict(md.extra), default=str),
+        max_batch_size=max_batch_size,
+        max_message_bytes=max_message_bytes,
+    )
+    for key, feat in md.observation_spec.items():
+        msg.observation_spec[key].CopyFrom(pb.FeatureSpec(shape=list(feat.shape), dtype=feat.dtype))
+    return msg
+
+
+def decode_metadata(msg: pb.PolicyMetadata) -> PolicyMetadata:
+    if msg.protocol_version != PROTOCOL_VERSION:
+        raise WireError(
+            f"server speaks chunkwise protocol v{msg.protocol_version}, this client v{PROTOCOL_VERSION}"
+        )
+    extra = json.loads(msg.extra_json) if msg.extra_json else {}
+    return PolicyMetadata(
+        observation_spec={k: FeatureSpec(tuple(v.shape), v.dtype) for k, v in msg.observation_spec.items()},
+        action_dim=msg.action_dim,
+        chunk_size=msg.chunk_size,
+        fps=msg.fps,
+        policy_type=msg.policy_type,
+        uses_prefix=msg.uses_prefix,
+        action_context_length=msg.action_context_length,
+        extra=extra,
+    )
