@@ -1,0 +1,95 @@
+"""``OraclePolicy``: chunks from rolling the scripted expert forward in the simulator itself.
+
+At ``predict_chunk`` time (the virtual clock calls it at the step the observation is
+captured, so the env is exactly in that state):
+
+    snap = env.snapshot()
+    for i in 0..H-1:  a_i = expert(state_i); state_{i+1} = env.step(a_i)
+    env.restore(snap)                    # bit-exact rewind; the episode is untouched
+
+so chunk action i is what the expert would do at step t+i *if the expert had been in
+control from t on*. Executed open loop with no delay it reproduces the expert exactly
+(MetaWorld is deterministic); under delay the first d actions of the new chunk are
+dropped as stale and the robot is really driven by the old plan meanwhile, so the new
+chunk's remaining actions are slightly off-state: exactly the error a perfect model
+would make under latency. An upper bound for learned policies.
+
+It is bound to one env (batch size 1). Cameras are switched off during the look-ahead:
+images are not needed to compute the expert and rendering would dominate the cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from chunkwise.types import OBS_STATE, ObservationBatch, PolicyMetadata, Prefix
+
+
+class OraclePolicy:
+    """Policy protocol over an env with ``snapshot / restore / expert_action``."""
+
+    def __init__(self, env: Any, chunk_size: int = 50) -> None:
+        for attr in ("snapshot", "restore", "expert_action", "raw_observation"):
+            if not hasattr(env, attr):
+                raise TypeError(f"OraclePolicy needs an env with {attr}(); {type(env).__name__} has none")
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.env = env
+        self.chunk_size = int(chunk_size)
+        self._metadata = PolicyMetadata(
+            observation_spec=dict(env.observation_spec),
+            action_dim=int(env.action_dim),
+            chunk_size=self.chunk_size,
+            fps=float(env.fps),
+            policy_type="scripted",
+            extra={"task": getattr(env, "task", "")},
+        )
+
+    @property
+    def metadata(self) -> PolicyMetadata:
+        return self._metadata
+
+    def reset(self) -> None:
+        pass
+
+    def predict_chunk(
+        self, obs_batch: ObservationBatch, prefix: Sequence[Prefix | None] | None = None
+    ) -> np.ndarray:
+        state = np.asarray(obs_batch[OBS_STATE])
+        if state.ndim != 2 or state.shape[0] != 1:
+            raise ValueError(f"OraclePolicy is bound to one env: batch size must be 1, got state shape {state.shape}")
+        current = np.asarray(self.env.raw_observation(), dtype=np.float32)
+        if not np.array_equal(state[0].astype(np.float32), current):
+            # The oracle reads the simulator, not the observation: they must be the same moment.
+            raise ValueError("observation does not match the env's current state; the oracle must be "
+                             "called at the step the observation was captured")
+        return self._rollout()[None]
+
+    def _rollout(self) -> np.ndarray:
+        env = self.env
+        h = self.chunk_size
+        chunk = np.empty((h, env.action_dim), dtype=np.float32)
+        snap = env.snapshot()
+        cameras = getattr(env, "cameras", None)
+        if cameras:
+            env.cameras = []
+        try:
+            limit = getattr(env, "max_episode_steps", None)
+            elapsed = getattr(env, "elapsed_steps", None)
+            left = h if limit is None or elapsed is None else max(0, limit - elapsed)
+            n = 0
+            for i in range(h):
+                a = np.asarray(env.expert_action(None), dtype=np.float32)
+                chunk[i] = a
+                n = i + 1
+                if i + 1 >= h or i + 1 >= left:
+                    break  # the env cannot step past its limit; the rest is never executed
+                env.step(a)
+            chunk[n:] = chunk[n - 1]  # pad past the episode end with the last action
+        finally:
+            if cameras:
+                env.cameras = cameras
+            env.restore(snap)
+        return chunk
