@@ -27,6 +27,11 @@ class EnvConfig(draccus.ChoiceRegistry, abc.ABC):
     def type(self) -> str:
         return self.get_choice_name(self.__class__)
 
+    @classmethod
+    def default_choice_name(cls) -> str | None:
+        # `--env.task=push-v3` without `--env.type` means MetaWorld, the embedded default.
+        return "metaworld"
+
     @abc.abstractmethod
     def make(self) -> "ChunkEnv": ...
 
