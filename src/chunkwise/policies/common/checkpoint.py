@@ -1,0 +1,132 @@
+"""Checkpoint directories: ``config.json`` + ``model.safetensors`` + ``stats.safetensors``.
+
+Layout of a policy checkpoint (what ``chunkwise.policies.load(path)`` reads)::
+
+    <dir>/config.json         {"type": "act", "config": {...}, "metadata": {...}, "format_version": 1}
+    <dir>/model.safetensors   weights (normalization buffers excluded; they live in stats)
+    <dir>/stats.safetensors   dataset stats, "<key>/<stat>" -> float32 array
+
+Every file is written to a temporary name and renamed into place (``os.replace``), and a
+whole directory is assembled under a temporary name and renamed, so a crash never leaves
+a half-written checkpoint where a reader looks. Nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import load_file as load_torch
+from safetensors.torch import save_file as save_torch
+
+from chunkwise.policies.common.normalize import flatten_stats, unflatten_stats
+from chunkwise.types import PolicyMetadata
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+STATS_FILE = "stats.safetensors"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_tensors_atomic(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_torch({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_torch(str(path))
+
+
+@contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``target`` in one rename.
+
+    If ``target`` already exists it is first moved aside (rename), then deleted after the
+    new directory is in place, so readers see either the old or the new complete directory.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.parent / f".{target.name}.old.{os.getpid()}"
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def save_policy_files(
+    directory: Path,
+    *,
+    policy_type: str,
+    config: Mapping[str, Any],
+    metadata: PolicyMetadata,
+    weights: Mapping[str, torch.Tensor],
+    stats: Mapping[str, Mapping[str, np.ndarray]],
+) -> None:
+    """Write the three policy files into an existing (usually temporary) directory."""
+    directory = Path(directory)
+    write_json_atomic(
+        directory / CONFIG_FILE,
+        {"type": policy_type, "format_version": FORMAT_VERSION, "config": dict(config), "metadata": metadata.to_dict()},
+    )
+    save_tensors_atomic(directory / MODEL_FILE, weights)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{STATS_FILE}.", suffix=".tmp")
+    os.close(fd)
+    save_numpy(flatten_stats(stats), tmp)
+    os.replace(tmp, directory / STATS_FILE)
+
+
+def load_policy_files(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, dict[str, np.ndarray]]]:
+    """-> (parsed config.json, weights, stats). Raises FileNotFoundError naming a missing file."""
+    directory = Path(directory)
+    for name in (CONFIG_FILE, MODEL_FILE, STATS_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"checkpoint {directory} is missing {name}")
+    cfg = json.loads((directory / CONFIG_FILE).read_text())
+    version = cfg.get("format_version", FORMAT_VERSION)
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{directory}: checkpoint format_version {version} is newer than supported ({FORMAT_VERSION})")
+    weights = load_tensors(directory / MODEL_FILE)
+    stats = unflatten_stats(load_numpy(str(directory / STATS_FILE)))
+    return cfg, weights, stats
