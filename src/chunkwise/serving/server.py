@@ -30,7 +30,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from chunkwise.policies.base import Policy
 from chunkwise.policies.testing import TestPolicyConfig, make_test_policy
 from chunkwise.serving.service import PolicyService
-from chunkwise.wire import chunkwise_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ def is_loopback(host: str) -> bool:
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
-    """Rejects calls without ``authorization: Bearer <token>`` (health checks included)."""
+    """Rejects calls without ``authorization: Bearer <token>``; health checks stay open."""
 
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
@@ -123,6 +122,8 @@ class TokenInterceptor(grpc.ServerInterceptor):
         self._deny_stream = grpc.stream_stream_rpc_method_handler(lambda it, ctx: deny(None, ctx))
 
     def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001
+        if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
+            return continuation(handler_call_details)
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization" and hmac.compare_digest(str(value).encode(), self._expected):
                 return continuation(handler_call_details)
@@ -168,7 +169,7 @@ def start_server(cfg: ServeConfig, policy: Policy | None = None) -> RunningServe
         ],
         maximum_concurrent_rpcs=cfg.max_workers * 4,
     )
-    pb_grpc.add_PolicyServiceServicer_to_server(service, server)
+    server.add_generic_rpc_handlers((service.handler(),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = f"[{cfg.host}]:{cfg.port}" if ":" in cfg.host else f"{cfg.host}:{cfg.port}"

@@ -19,6 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Iterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from chunkwise.policies.base import Policy
 from chunkwise.serving.batcher import BatchResult, DynamicBatcher, WorkItem
@@ -29,6 +30,15 @@ from chunkwise.wire import chunkwise_pb2_grpc as pb_grpc
 from chunkwise.wire.codec import WireError, decode_observation, decode_prefix, encode_metadata, encode_tensor
 
 log = logging.getLogger(__name__)
+
+
+def _parse(raw: bytes) -> pb.ObservationRequest:
+    try:
+        return pb.ObservationRequest.FromString(raw)
+    except DecodeError as e:
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"malformed ObservationRequest ({len(raw)} bytes): {e}"
+        ) from None
 
 
 class PolicyService(pb_grpc.PolicyServiceServicer):
@@ -76,18 +86,18 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             context.abort(e.code, e.message)
         return pb.ResetReply(session_id=s.session_id, episode_id=s.episode_id)
 
-    def Infer(self, request: pb.ObservationRequest, context: grpc.ServicerContext) -> pb.ChunkReply:
+    def Infer(self, raw: bytes, context: grpc.ServicerContext) -> pb.ChunkReply:
         try:
-            return self._handle(request, context)
+            return self._handle(self._parse(raw), context)
         except ServingError as e:
             context.abort(e.code, e.message)
 
-    def Stream(
-        self, request_iterator: Iterator[pb.ObservationRequest], context: grpc.ServicerContext
-    ) -> Iterator[pb.ChunkReply]:
+    def Stream(self, raw_iterator: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.ChunkReply]:
         # Requests of one stream are answered in order; a client may pipeline them.
-        for request in request_iterator:
+        for raw in raw_iterator:
+            request = pb.ObservationRequest()
             try:
+                request = self._parse(raw)
                 yield self._handle(request, context)
             except ServingError as e:
                 yield pb.ChunkReply(
@@ -98,16 +108,41 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                     error=pb.Status(code=e.code.value[0], message=e.message),
                 )
 
+    def _parse(self, raw: bytes) -> pb.ObservationRequest:
+        if len(raw) > self.max_message_bytes:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request is {len(raw)} bytes; this server accepts at most {self.max_message_bytes} "
+                "(--max_message_bytes)",
+            )
+        return _parse(raw)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """Method handlers; Infer/Stream take raw bytes so that undecodable messages get
+        INVALID_ARGUMENT from us instead of gRPC's generic INTERNAL deserialization error."""
+        out = pb.ChunkReply.SerializeToString
+        return grpc.method_handlers_generic_handler(
+            "chunkwise.v1.PolicyService",
+            {
+                "GetMetadata": grpc.unary_unary_rpc_method_handler(
+                    self.GetMetadata,
+                    request_deserializer=pb.MetadataRequest.FromString,
+                    response_serializer=pb.PolicyMetadata.SerializeToString,
+                ),
+                "Reset": grpc.unary_unary_rpc_method_handler(
+                    self.Reset,
+                    request_deserializer=pb.ResetRequest.FromString,
+                    response_serializer=pb.ResetReply.SerializeToString,
+                ),
+                "Infer": grpc.unary_unary_rpc_method_handler(self.Infer, response_serializer=out),
+                "Stream": grpc.stream_stream_rpc_method_handler(self.Stream, response_serializer=out),
+            },
+        )
+
     # ------------------------------------------------------------------ core
 
     def _handle(self, request: pb.ObservationRequest, context: grpc.ServicerContext) -> pb.ChunkReply:
         t0 = time.perf_counter()
-        size = request.ByteSize()
-        if size > self.max_message_bytes:
-            raise ServingError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request is {size} bytes; this server accepts at most {self.max_message_bytes}",
-            )
         try:
             obs = decode_observation(request)
             prefix = decode_prefix(request, self.metadata.action_dim)
