@@ -1,0 +1,117 @@
+"""Flow-matching policy: training, sampling, modes, checkpoints, config validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from chunkwise.policies import load
+from chunkwise.policies.flow.config import FlowConfig
+from chunkwise.types import Prefix
+
+from flow_helpers import A, S, tiny_config, tiny_policy, toy_batch
+
+
+def test_training_loss_falls_on_a_tiny_set():
+    torch.manual_seed(0)
+    policy = tiny_policy()
+    batch = toy_batch(32)
+    opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(80):
+        loss, terms = policy.compute_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(terms["flow_loss"])
+    first, last = np.mean(losses[:10]), np.mean(losses[-10:])
+    assert last < 0.5 * first, (first, last)
+
+
+def test_padded_steps_do_not_contribute_to_the_loss():
+    policy = tiny_policy()
+    batch = toy_batch(8)
+    batch["action_is_pad"][:] = False
+    batch["action_is_pad"][:, 5:] = True
+    torch.manual_seed(1)
+    l1, _ = policy.compute_loss(batch)
+    batch["action"][:, 5:] = 1e6  # garbage behind the padding must not matter
+    torch.manual_seed(1)
+    l2, _ = policy.compute_loss(batch)
+    assert torch.allclose(l1, l2)
+
+
+def _obs(n: int = 2) -> dict:
+    rng = np.random.default_rng(0)
+    return {"observation.state": rng.standard_normal((n, S)).astype(np.float32), "task": ["toy"] * n}
+
+
+@pytest.mark.parametrize("mode", ["none", "rtc_guided", "rtc_trained", "delta_expert"])
+def test_predict_chunk_every_mode(mode):
+    policy = tiny_policy(delta_expert=True, rtc_training=True, prefix_mode=mode)
+    assert policy.metadata.uses_prefix == (mode != "none")
+    assert policy.metadata.action_context_length == (5 if mode == "delta_expert" else 0)
+    prefix = [Prefix(np.ones((6, A), np.float32), 2), None]
+    out = policy.predict_chunk(_obs(), prefix)
+    assert out.shape == (2, 8, A) and out.dtype == np.float32 and np.isfinite(out).all()
+
+
+def test_reset_replays_the_same_noise():
+    policy = tiny_policy()
+    a = policy.predict_chunk(_obs())
+    b = policy.predict_chunk(_obs())
+    policy.reset()
+    c = policy.predict_chunk(_obs())
+    assert not np.allclose(a, b) and np.array_equal(a, c)
+
+
+def test_rtc_trained_returns_the_queued_prefix_exactly():
+    policy = tiny_policy(rtc_training=True, prefix_mode="rtc_trained")
+    queued = np.random.default_rng(1).uniform(-1, 1, (6, A)).astype(np.float32)
+    out = policy.predict_chunk(_obs(1), [Prefix(queued, 3)])
+    # normalize -> unnormalize round trip: equal to float32 rounding
+    np.testing.assert_allclose(out[0, :3], queued[:3], atol=1e-6)
+    assert not np.allclose(out[0, 3:6], queued[3:6], atol=1e-3)
+
+
+def test_rtc_guided_hard_prefix_is_exact_and_beta0_is_plain():
+    policy = tiny_policy(prefix_mode="rtc_guided")
+    queued = np.random.default_rng(2).uniform(-1, 1, (6, A)).astype(np.float32)
+    policy.set_prefix_mode("rtc_guided", max_guidance_weight=0.0)
+    policy.reset()
+    guided0 = policy.predict_chunk(_obs(1), [Prefix(queued, 3)])
+    policy.set_prefix_mode("none")
+    policy.reset()
+    plain = policy.predict_chunk(_obs(1), [Prefix(queued, 3)])
+    assert np.array_equal(guided0, plain)
+    policy.set_prefix_mode("rtc_guided", max_guidance_weight=5.0, schedule="ones", hard_prefix=True)
+    out = policy.predict_chunk(_obs(1), [Prefix(queued, 3)])
+    np.testing.assert_allclose(out[0, :3], queued[:3], atol=1e-6)
+
+
+def test_checkpoint_round_trip_through_the_registry(tmp_path):
+    policy = tiny_policy(delta_expert=True, prefix_mode="delta_expert")
+    policy.save_pretrained(tmp_path / "ck")
+    loaded = load(tmp_path / "ck")
+    assert loaded.metadata == policy.metadata
+    prefix = [Prefix(np.zeros((5, A), np.float32), 1), None]
+    policy.reset()
+    loaded.reset()
+    assert np.array_equal(policy.predict_chunk(_obs(), prefix), loaded.predict_chunk(_obs(), prefix))
+
+
+def test_config_validation_names_the_problem():
+    with pytest.raises(ValueError, match="prefix_mode.*choose one of"):
+        tiny_config(prefix_mode="magic")
+    with pytest.raises(ValueError, match="time_schedule"):
+        tiny_config(time_schedule="cosine")
+    with pytest.raises(ValueError, match="delta_expert=True"):
+        tiny_config(prefix_mode="delta_expert")
+    with pytest.raises(ValueError, match="rtc_training=True"):
+        tiny_config(prefix_mode="rtc_trained")
+    with pytest.raises(ValueError, match="rtc_max_delay"):
+        tiny_config(rtc_max_delay=8)
+    with pytest.raises(ValueError, match="delta_timestep"):
+        tiny_config(delta_timestep=1.0)
+    assert FlowConfig().type == "flow"
