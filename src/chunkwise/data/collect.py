@@ -191,8 +191,19 @@ def collect_demonstrations(cfg: CollectConfig) -> Path:
     return collect(cfg).output_dir
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """draccus wraps config validation errors; surface the innermost message."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
 def main(argv: list[str] | None = None) -> int:
-    cfg = draccus.parse(CollectConfig, args=list(sys.argv[1:] if argv is None else argv))
+    try:
+        cfg = draccus.parse(CollectConfig, args=list(sys.argv[1:] if argv is None else argv))
+    except draccus.utils.ParsingError as exc:
+        print(f"chunkwise collect: error: {_root_cause(exc)}", file=sys.stderr)
+        return 2
     try:
         s = collect(cfg)
     except (ValueError, FileExistsError, RuntimeError) as exc:
