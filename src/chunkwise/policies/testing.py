@@ -31,6 +31,8 @@ from chunkwise.types import OBS_STATE, FeatureSpec, ObservationBatch, PolicyMeta
 class TestPolicyConfig:
     """Flags of ``--policy.type=...`` test policies."""
 
+    __test__ = False  # not a pytest test class despite the name
+
     type: Literal["echo", "mlp", "expert"] = "echo"
     state_dim: int = 8
     action_dim: int = 4
