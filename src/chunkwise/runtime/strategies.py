@@ -18,6 +18,7 @@ Prefix-aware methods register themselves, e.g. (in the RTC module)::
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -35,6 +36,13 @@ class StrategySpec:
 
 
 _STRATEGIES: dict[str, StrategySpec] = {}
+# Strategies that live with their policy family; imported on first use so that listing
+# strategy names does not import torch.
+_PLUGIN_MODULES: dict[str, str] = {
+    "rtc_guided": "chunkwise.policies.flow.strategies",
+    "rtc_trained": "chunkwise.policies.flow.strategies",
+    "delta_expert": "chunkwise.policies.flow.strategies",
+}
 
 
 def register_strategy(spec: StrategySpec) -> None:
@@ -43,10 +51,12 @@ def register_strategy(spec: StrategySpec) -> None:
 
 def available_strategies() -> list[str]:
     """Registered names plus every registered aggregate (each is an async strategy)."""
-    return sorted(set(_STRATEGIES) | set(available_aggregates()))
+    return sorted(set(_STRATEGIES) | set(_PLUGIN_MODULES) | set(available_aggregates()))
 
 
 def get_strategy(name: str) -> StrategySpec:
+    if name not in _STRATEGIES and name in _PLUGIN_MODULES:
+        importlib.import_module(_PLUGIN_MODULES[name])
     if name in _STRATEGIES:
         return _STRATEGIES[name]
     if name in available_aggregates():

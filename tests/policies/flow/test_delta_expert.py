@@ -107,3 +107,13 @@ def test_chunk_error_context_noise_is_offset_plus_drift():
     assert 0.2 < float(noisy[:, 0].std()) < 0.45
     plain = tiny_policy(delta_expert=True).model.delta
     assert plain.perturb_context(ctx) is ctx
+
+
+def test_base_flow_fallback_samples_the_base_head_without_context():
+    policy = tiny_policy(delta_expert=True, delta_fallback="base_flow")
+    short = [Prefix(np.ones((2, A), np.float32), 1)]
+    policy.reset()
+    fallback = policy.predict_chunk(_obs(), short, prefix_mode="delta_expert")
+    policy.reset()
+    plain = policy.predict_chunk(_obs(), None, prefix_mode="none")
+    np.testing.assert_allclose(fallback, plain, atol=1e-6)

@@ -16,6 +16,7 @@ TimeSchedule = Literal["beta", "uniform"]
 PrefixMode = Literal["none", "rtc_guided", "rtc_trained", "delta_expert"]
 ContextFill = Literal["tile", "hold_last"]
 ContextNoise = Literal["none", "chunk_error"]
+DeltaFallback = Literal["zeros", "base_flow"]
 
 
 def _check_choice(name: str, value: str, literal: object) -> None:
@@ -65,6 +66,7 @@ class FlowConfig(PolicyConfig):
     context_noise: ContextNoise = "none"  # chunk_error: train on context perturbed like a stale plan
     context_noise_std: float = 0.1  # in normalized action units
     delta_zero_context_prob: float = 0.1  # train the zeros fallback too
+    delta_fallback: DeltaFallback = "zeros"  # fewer than N queued: seed's zeros, or the base flow head
     delta_loss_weight: float = 1.0
     seed: int = 0  # sampling noise generator (reset() re-seeds it)
 
@@ -76,6 +78,7 @@ class FlowConfig(PolicyConfig):
         _check_choice("prefix_mode", self.prefix_mode, PrefixMode)
         _check_choice("context_fill", self.context_fill, ContextFill)
         _check_choice("context_noise", self.context_noise, ContextNoise)
+        _check_choice("delta_fallback", self.delta_fallback, DeltaFallback)
         for name in ("chunk_size", "dim_model", "n_heads", "n_blocks", "num_inference_steps",
                      "num_timestep_buckets", "n_task_buckets", "delta_num_steps", "delta_n_blocks"):
             if getattr(self, name) < 1:

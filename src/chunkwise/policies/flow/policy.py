@@ -79,7 +79,15 @@ class FlowPolicy(nn.Module):
         self._generator.manual_seed(self.config.seed)
 
     @torch.no_grad()
-    def predict_chunk(self, obs_batch: Mapping[str, Any], prefix: Sequence[Prefix | None] | None = None) -> np.ndarray:
+    def predict_chunk(
+        self,
+        obs_batch: Mapping[str, Any],
+        prefix: Sequence[Prefix | None] | None = None,
+        prefix_mode: PrefixMode | None = None,
+    ) -> np.ndarray:
+        """(B, H, A) float32 in env units; ``prefix_mode`` overrides ``config.prefix_mode``."""
+        mode = self.config.prefix_mode if prefix_mode is None else prefix_mode
+        self._check_mode(mode)
         was_training = self.training
         self.eval()
         try:
@@ -89,7 +97,7 @@ class FlowPolicy(nn.Module):
             if len(prefixes) != B:
                 raise ValueError(f"got {len(prefixes)} prefixes for a batch of {B} observations")
             noise = torch.randn(B, H, A, generator=self._generator)
-            out = self.sample(obs, noise, prefixes)
+            out = self.sample(obs, noise, prefixes, mode)
             return self.normalizer.unnormalize(ACTION, out).cpu().numpy().astype(np.float32)
         finally:
             self.train(was_training)
@@ -128,10 +136,21 @@ class FlowPolicy(nn.Module):
             delays[b] = min(p.delay, n)  # the queue cannot freeze more than it holds
         return Y, lengths, delays
 
-    def sample(self, obs: ObsEncoding, noise: torch.Tensor, prefixes: list[Prefix | None]) -> torch.Tensor:
-        """Normalized chunk (B, H, A) for the configured prefix mode."""
+    def _check_mode(self, mode: str) -> None:
+        if mode not in ("none", "rtc_guided", "rtc_trained", "delta_expert"):
+            raise ValueError(f"prefix_mode {mode!r} unknown; valid: none, rtc_guided, rtc_trained, delta_expert")
+        if mode == "rtc_trained" and not self.config.rtc_training:
+            raise ValueError("prefix_mode 'rtc_trained' needs a policy trained with rtc_training=True")
+        if mode == "delta_expert" and self.model.delta is None:
+            raise ValueError("prefix_mode 'delta_expert' needs a policy trained with delta_expert=True")
+
+    def sample(self, obs: ObsEncoding, noise: torch.Tensor, prefixes: list[Prefix | None],
+               mode: PrefixMode | None = None) -> torch.Tensor:
+        """Normalized chunk (B, H, A) for ``mode`` (default: the configured prefix mode)."""
         cfg = self.config
-        mode = cfg.prefix_mode if any(p is not None for p in prefixes) else "none"
+        mode = cfg.prefix_mode if mode is None else mode
+        if all(p is None for p in prefixes) and mode != "delta_expert":
+            mode = "none"  # nothing queued to continue from
         steps = cfg.num_inference_steps
 
         def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
@@ -153,7 +172,14 @@ class FlowPolicy(nn.Module):
         N = cfg.action_context_length
         assert self.model.delta is not None
         has = lengths >= N
-        return self.model.delta.generate_delta_actions(obs, Y[:, :N], has_context=has)
+        out = self.model.delta.generate_delta_actions(obs, Y[:, :N], has_context=has)
+        if cfg.delta_fallback == "base_flow" and not bool(has.all()):
+            # improved variant: without a full context, sample the base head instead of
+            # running the delta expert from zeros
+            idx = (~has).nonzero().flatten()
+            base = rtc.euler_sample(lambda x, t: self.model.velocity(obs.index(idx), x, t), noise[idx], steps)
+            out[idx] = base
+        return out
 
     def _sample_trained_prefix(self, obs: ObsEncoding, noise: torch.Tensor, Y: torch.Tensor,
                                delays: torch.Tensor) -> torch.Tensor:
