@@ -1,0 +1,141 @@
+"""Configuration of SAC over action chunks (``chunkwise rl``).
+
+Every string choice is a ``Literal`` and is validated in ``__post_init__`` with an error
+that names the field and lists the valid choices, so a typo on the command line fails
+before any environment is built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+ActorType = Literal["mlp", "act", "sequence_act"]
+CriticType = Literal["chunk", "first_action"]
+QAggregation = Literal["min", "mean"]
+RewardType = Literal["sparse", "dense"]
+BCDecay = Literal["exponential", "linear", "constant"]
+
+
+def _check_choice(name: str, value: Any, literal: Any) -> None:
+    choices = get_args(literal)
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(choices)}")
+
+
+def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or (isinstance(value, float) and not math.isfinite(value)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+@dataclass
+class ActorConfig:
+    """Network sizes of the three actor families (only the relevant fields are used)."""
+
+    # mlp actor
+    hidden_dims: tuple[int, ...] = (256, 256)
+    # act / sequence_act actor (ACT-style transformer decoder, seeds 003/004)
+    # defaults match the BC ACT policy's, so a BC checkpoint's decoder can be mapped
+    dim_model: int = 128
+    n_heads: int = 4
+    n_decoder_layers: int = 1
+    n_encoder_layers: int = 1  # sequence_act only: encodes the observation history
+    dim_feedforward: int = 512
+    obs_history_length: int = 4  # sequence_act only (seed 004 obs_history_length)
+    autoregressive: bool = False  # sequence_act only: decode step i from sampled a_<i
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
+        for name in ("dim_model", "n_heads", "n_decoder_layers", "dim_feedforward", "obs_history_length"):
+            _check_positive(f"actor_net.{name}", getattr(self, name))
+        _check_positive("actor_net.n_encoder_layers", self.n_encoder_layers, allow_zero=True)
+        if self.dim_model % self.n_heads:
+            raise ValueError(f"actor_net.dim_model={self.dim_model} must be divisible by actor_net.n_heads={self.n_heads}")
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError(f"actor_net.log_std_min={self.log_std_min} must be < actor_net.log_std_max={self.log_std_max}")
+
+
+@dataclass
+class CriticConfig:
+    n_critics: int = 2
+    hidden_dims: tuple[int, ...] = (256, 256, 256)
+    layer_norm: bool = True
+
+    def __post_init__(self) -> None:
+        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
+        _check_positive("critic_net.n_critics", self.n_critics)
+        if not self.hidden_dims or min(self.hidden_dims) <= 0:
+            raise ValueError(f"critic_net.hidden_dims must be non-empty positive ints, got {self.hidden_dims}")
+
+
+@dataclass
+class SACConfig:
+    """Learner hyper-parameters (the part of the config ``ChunkSAC`` needs)."""
+
+    actor: ActorType = "act"
+    critic: CriticType = "chunk"
+    chunk_size: int = 5  # H (Q-chunking uses h=5)
+    gamma: float = 0.99
+    tau: float = 0.005  # Polyak: target <- (1-tau)*target + tau*online
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    temperature_lr: float = 3e-4
+    init_temperature: float = 0.1
+    auto_temperature: bool = True
+    # target entropy = target_entropy_per_dim * (number of action dims the actor samples);
+    # -0.5 per dim is the Q-chunking convention for the H*A-dim chunk distribution.
+    target_entropy_per_dim: float = -0.5
+    q_aggregation: QAggregation = "min"  # actor loss uses min or mean over the ensemble
+    # add -alpha*log pi(A'|s') to the bootstrap value (SAC soft backup); off by default because
+    # the chunk log-prob over H*A dims is large next to sparse per-step rewards
+    backup_entropy: bool = False
+    batch_size: int = 256
+    grad_clip_norm: float = 10.0  # 0 disables clipping
+    # BC regularisation (seed 003): actor_loss = sac_loss + w(step) * bc_loss
+    bc_weight: float = 1.0
+    bc_decay: BCDecay = "exponential"
+    bc_decay_steps: int = 5000  # exponential: half-life-like scale; linear: steps to reach bc_min_weight
+    bc_decay_rate: float = 0.5
+    bc_min_weight: float = 0.0
+    actor_net: ActorConfig = field(default_factory=ActorConfig)
+    critic_net: CriticConfig = field(default_factory=CriticConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice("actor", self.actor, ActorType)
+        _check_choice("critic", self.critic, CriticType)
+        _check_choice("q_aggregation", self.q_aggregation, QAggregation)
+        _check_choice("bc_decay", self.bc_decay, BCDecay)
+        _check_positive("chunk_size", self.chunk_size)
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        for name in ("actor_lr", "critic_lr", "temperature_lr", "init_temperature", "bc_decay_steps", "batch_size"):
+            _check_positive(name, getattr(self, name))
+        for name in ("grad_clip_norm", "bc_weight", "bc_min_weight"):
+            _check_positive(name, getattr(self, name), allow_zero=True)
+        if not 0.0 < self.bc_decay_rate <= 1.0:
+            raise ValueError(f"bc_decay_rate must be in (0, 1], got {self.bc_decay_rate}")
+
+    @property
+    def obs_history_length(self) -> int:
+        return self.actor_net.obs_history_length if self.actor == "sequence_act" else 1
+
+    def bc_weight_at(self, step: int) -> float:
+        """Seed 003's dynamically decaying BC weight at learner step ``step``.
+
+        exponential: w = max(w_min, w0 * rate ** (step / decay_steps))
+        linear:      w = w0 + (w_min - w0) * min(1, step / decay_steps)
+        constant:    w = w0
+        """
+        w0, wmin = self.bc_weight, self.bc_min_weight
+        if self.bc_decay == "constant" or w0 == 0.0:
+            return w0
+        if self.bc_decay == "linear":
+            return w0 + (wmin - w0) * min(1.0, step / self.bc_decay_steps)
+        return max(wmin, w0 * self.bc_decay_rate ** (step / self.bc_decay_steps))

@@ -1,0 +1,201 @@
+"""``ChunkSAC``: the learner (actor, critic ensemble, target critics, temperature).
+
+Contract used by the training loop and by anyone embedding the learner elsewhere:
+
+    update(batch) -> dict[str, float]      one critic + actor + temperature step, then Polyak
+    bc_update(batch) -> dict[str, float]   BC warm-start step of the actor mean on demo rows
+    act(obs, deterministic) -> (H, A)      chunk for one observation history (T, S)
+    get_weights() / load_weights(w)        actor only: flat {name: tensor}, safetensors-ready
+    state_dict() / load_state_dict(sd)     everything: actor, critics, target critics,
+                                           log temperature, optimizer moments, step counter
+
+``batch`` is the dict produced by ``MixedReplay.sample`` (numpy or torch).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from chunkwise.rl import losses
+from chunkwise.rl.config import SACConfig
+from chunkwise.rl.networks import ChunkActor, CriticEnsemble, make_actor
+
+
+def _to_tensors(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v, device=device) for k, v in batch.items()}
+
+
+class ChunkSAC:
+    def __init__(self, cfg: SACConfig, obs_dim: int, action_dim: int, device: str = "cpu") -> None:
+        self.cfg, self.obs_dim, self.action_dim = cfg, obs_dim, action_dim
+        self.device = torch.device(device)
+        h = cfg.chunk_size
+        self.actor: ChunkActor = make_actor(cfg.actor, obs_dim, action_dim, h, cfg.actor_net).to(self.device)
+        critic_in = h * action_dim if cfg.critic == "chunk" else action_dim
+        self.critic = CriticEnsemble(obs_dim, critic_in, cfg.critic_net).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(float(np.log(cfg.init_temperature)), device=self.device))
+        # the actor samples H*A dims in both critic modes (seed 004 keeps the joint log-prob)
+        self.target_entropy = cfg.target_entropy_per_dim * h * action_dim
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.temperature_lr)
+        self._teacher_forced = bool(getattr(self.actor, "autoregressive", False))
+        self.step = 0  # learner (critic) updates so far; drives the BC weight schedule
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+    def set_obs_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Observation normalisation shared by actor, critics and targets."""
+        for m in (self.actor, self.critic, self.critic_target):
+            m.set_stats(torch.as_tensor(mean), torch.as_tensor(std))
+
+    def _critic_actions(self, chunk: torch.Tensor) -> torch.Tensor:
+        return chunk.flatten(1) if self.cfg.critic == "chunk" else chunk[:, 0]
+
+    def _clip(self, module: nn.Module) -> float:
+        if self.cfg.grad_clip_norm > 0:
+            return float(nn.utils.clip_grad_norm_(module.parameters(), self.cfg.grad_clip_norm))
+        return float(torch.sqrt(sum((p.grad**2).sum() for p in module.parameters() if p.grad is not None)))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """(T, S) observation history -> (H, A) chunk in [-1, 1]."""
+        x = torch.as_tensor(np.asarray(obs, np.float32), device=self.device)[None]
+        return self.actor(x, deterministic=deterministic).actions[0].cpu().numpy()
+
+    # ----------------------------------------------------------------- updates
+    def compute_target(self, b: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        cfg = self.cfg
+        with torch.no_grad():
+            alpha = self.temperature
+            if cfg.critic == "chunk":
+                nxt = self.actor(b["next_obs"])
+                q_next = self.critic_target(b["next_obs"][:, -1], self._critic_actions(nxt.actions)).min(0).values
+                v = q_next - alpha * nxt.log_prob if cfg.backup_entropy else q_next
+                return losses.chunk_td_target(b["rewards"], b["valid"], b["mask"], v, cfg.gamma)
+            nxt = self.actor(b["first_next_obs"])
+            q_next = self.critic_target(b["first_next_obs"][:, -1], nxt.actions[:, 0]).min(0).values
+            v = q_next - alpha * nxt.log_prob if cfg.backup_entropy else q_next
+            one = torch.ones_like(b["valid"])
+            return losses.chunk_td_target(b["first_reward"][:, None], one, b["first_mask"], v, cfg.gamma)
+
+    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        cfg = self.cfg
+        b = _to_tensors(batch, self.device)
+        state = b["obs"][:, -1]
+
+        # critic: regress every ensemble member on the shared (min-of-targets) target
+        target = self.compute_target(b)
+        q_pred = self.critic(state, self._critic_actions(b["chunk"]))
+        c_loss = losses.critic_loss(q_pred, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        c_loss.backward()
+        c_grad = self._clip(self.critic)
+        self.critic_opt.step()
+
+        # actor: alpha * joint log-prob - agg Q, plus the decaying BC term on demo rows
+        out = self.actor(b["obs"])
+        self.critic.requires_grad_(False)  # the actor step must not leave grads in the critic
+        q_pi = self.critic(state, self._critic_actions(out.actions))
+        self.critic.requires_grad_(True)
+        sac = losses.actor_loss(out.log_prob, q_pi, self.temperature, cfg.q_aggregation)
+        w_bc = cfg.bc_weight_at(self.step)
+        is_demo = b.get("is_demo", torch.zeros(state.shape[0], device=self.device))
+        bc = torch.zeros((), device=self.device)
+        if w_bc > 0 and float(is_demo.sum()) > 0:
+            # non-autoregressive actors: tanh(mean) is already in ``out``; AR needs teacher forcing
+            pred = self.actor.bc_mean(b["obs"], b["chunk"]) if self._teacher_forced else out.mean_actions
+            bc = losses.bc_chunk_loss(pred, b["chunk"], b["step_mask"], is_demo)
+        a_loss = sac + w_bc * bc
+        self.actor_opt.zero_grad(set_to_none=True)
+        a_loss.backward()
+        a_grad = self._clip(self.actor)
+        self.actor_opt.step()
+
+        t_loss = losses.temperature_loss(self.log_alpha, out.log_prob, self.target_entropy)
+        if cfg.auto_temperature:
+            self.alpha_opt.zero_grad(set_to_none=True)
+            t_loss.backward()
+            self.alpha_opt.step()
+
+        self._polyak()
+        self.step += 1
+        return {
+            "critic_loss": c_loss.item(),
+            "q_mean": q_pred.mean().item(),
+            "target_mean": target.mean().item(),
+            "actor_loss": a_loss.item(),
+            "sac_loss": sac.item(),
+            "bc_loss": bc.item(),
+            "bc_weight": float(w_bc),
+            "temperature": self.temperature.item(),
+            "entropy": -out.log_prob.mean().item(),
+            "temperature_loss": t_loss.item(),
+            "critic_grad_norm": c_grad,
+            "actor_grad_norm": a_grad,
+        }
+
+    def bc_update(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """Warm start: regress the actor's tanh(mean) chunk on demo chunks (all rows)."""
+        b = _to_tensors(batch, self.device)
+        ones = torch.ones(b["chunk"].shape[0], device=self.device)
+        loss = losses.bc_chunk_loss(self.actor.bc_mean(b["obs"], b["chunk"]), b["chunk"], b["step_mask"], ones)
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._clip(self.actor)
+        self.actor_opt.step()
+        return {"bc_loss": loss.item()}
+
+    @torch.no_grad()
+    def _polyak(self) -> None:
+        tau = self.cfg.tau
+        for p, tp in zip(self.critic.parameters(), self.critic_target.parameters()):
+            tp.lerp_(p, tau)  # tp <- (1 - tau) * tp + tau * p
+
+    # ----------------------------------------------------------------- weights
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone().contiguous() for k, v in self.actor.state_dict().items()}
+
+    def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        self.actor.load_state_dict(dict(weights))
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Flat {name: tensor}: actor.*, critic.*, critic_target.*, log_alpha, optim.*, step."""
+        sd: dict[str, torch.Tensor] = {}
+        for prefix, module in (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target)):
+            sd.update({f"{prefix}.{k}": v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()})
+        sd["log_alpha"] = self.log_alpha.detach().cpu().clone().reshape(1)
+        sd["step"] = torch.tensor([self.step], dtype=torch.int64)
+        for name, opt in self._optimizers().items():
+            for i, st in opt.state_dict()["state"].items():
+                for key, val in st.items():
+                    sd[f"optim.{name}.{i}.{key}"] = torch.as_tensor(val).detach().cpu().clone().contiguous()
+        return sd
+
+    def load_state_dict(self, sd: Mapping[str, torch.Tensor]) -> None:
+        for prefix, module in (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target)):
+            n = len(prefix) + 1
+            module.load_state_dict({k[n:]: v for k, v in sd.items() if k.startswith(prefix + ".")})
+        with torch.no_grad():
+            self.log_alpha.copy_(sd["log_alpha"].reshape(()))
+        self.step = int(sd["step"].reshape(-1)[0])
+        for name, opt in self._optimizers().items():
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            pre = f"optim.{name}."
+            for k, v in sd.items():
+                if k.startswith(pre):
+                    i, key = k[len(pre) :].split(".", 1)
+                    state.setdefault(int(i), {})[key] = v.to(self.device) if key != "step" else v
+            opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})

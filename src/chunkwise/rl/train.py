@@ -1,0 +1,313 @@
+"""``chunkwise rl``: SAC over action chunks with online rollouts in MetaWorld.
+
+    chunkwise rl --env.type=metaworld --env.task=reach-v3 --actor=act --critic=chunk \
+        --init.path=outputs/bc_act --demos.root=outputs/demos_reach --online_steps=20000 \
+        --chunk_size=5 --seed=0 --output_dir=outputs/rl_reach
+
+Loop (env steps counted in control steps)::
+
+    [init: BC checkpoint mapping and/or K BC warm-start steps]  -> eval @ 0
+    repeat until online_steps:
+        one episode, open-loop chunks (sync executor, stochastic actor) -> online replay
+        updates: floor(utd_ratio * env_steps) - updates_done, batches mix demos/online
+        every eval_every steps: deterministic eval on fixed seeds -> metrics.jsonl + PNG
+        every save_every steps: checkpoint (atomic) -> --resume continues from it
+
+Updates run after each episode rather than after each chunk: the actor used for an
+episode is fixed, and the update count still follows the update-to-data ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import draccus
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from chunkwise.envs import EnvConfig, MetaWorldEnvConfig, make_env
+from chunkwise.rl.checkpoint import load_checkpoint, replay_tensors, restore_replay, save_json, save_tensors
+from chunkwise.rl.config import RewardType, SACConfig, _check_choice, _check_positive
+from chunkwise.rl.demos import load_dataset_episodes, scripted_episodes
+from chunkwise.rl.learner import ChunkSAC
+from chunkwise.rl.replay import EpisodeReplay, MixedReplay
+from chunkwise.rl.rollout import ChunkRunner
+from chunkwise.types import OBS_STATE
+
+EVAL_SEED_BASE = 1_000_000  # eval episodes never share seeds with training episodes
+
+
+@dataclass
+class InitConfig:
+    path: str = ""  # BC checkpoint dir (``chunkwise train`` output, type act); empty = random init
+    bc_warmstart_steps: int = 0  # K BC steps of the actor mean on the demos before online RL
+
+    def __post_init__(self) -> None:
+        _check_positive("init.bc_warmstart_steps", self.bc_warmstart_steps, allow_zero=True)
+
+
+@dataclass
+class DemosConfig:
+    root: str = ""  # LeRobot v3 dataset dir (``chunkwise collect`` output); empty = none
+    scripted_episodes: int = 0  # if root is empty: generate this many scripted-expert episodes
+    max_episodes: int = 0  # use at most this many dataset episodes (0 = all)
+
+    def __post_init__(self) -> None:
+        _check_positive("demos.scripted_episodes", self.scripted_episodes, allow_zero=True)
+        _check_positive("demos.max_episodes", self.max_episodes, allow_zero=True)
+
+
+@dataclass
+class RLConfig(SACConfig):
+    env: EnvConfig = field(default_factory=lambda: MetaWorldEnvConfig(task="reach-v3", max_episode_steps=200))
+    init: InitConfig = field(default_factory=InitConfig)
+    demos: DemosConfig = field(default_factory=DemosConfig)
+    online_steps: int = 20_000  # environment (control) steps of online interaction
+    offline_ratio: float = 0.5  # fraction of every batch drawn from the demonstrations
+    utd_ratio: float = 1.0  # gradient updates per environment step
+    update_after: int = 0  # env steps before the first update (replay warm-up)
+    reward_type: RewardType = "sparse"
+    reward_scale: float = 1.0  # dense rewards only
+    replay_capacity: int = 200_000
+    eval_every: int = 2_000
+    eval_episodes: int = 10
+    save_every: int = 5_000
+    log_every: int = 200  # updates per averaged "train" metrics line
+    seed: int = 0
+    num_threads: int = 1
+    output_dir: str = "outputs/rl"
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("reward_type", self.reward_type, RewardType)
+        if not 0.0 <= self.offline_ratio <= 1.0:
+            raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
+        for name in ("online_steps", "update_after"):
+            _check_positive(name, getattr(self, name), allow_zero=True)
+        for name in ("utd_ratio", "replay_capacity", "eval_every", "eval_episodes", "save_every", "log_every",
+                     "num_threads", "reward_scale"):
+            _check_positive(name, getattr(self, name))
+        if not self.output_dir:
+            raise ValueError("output_dir must not be empty")
+
+
+def config_dict(cfg: RLConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["env"] = {"type": cfg.env.type, **asdict(cfg.env)}
+    return d
+
+
+class MetricsLog:
+    """Append-only JSONL (one object per line) + a learning-curve PNG."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "metrics.jsonl"
+        self.png = out / "learning_curve.png"
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return [r for r in rows if r.get("kind") == kind]
+
+    def plot(self, title: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ev = self.records("eval")
+        if not ev:
+            return
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["env_steps"] for r in ev], [100 * r["success_rate"] for r in ev], marker="o")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("success rate (%)")
+        ax.set_ylim(-5, 105)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        tmp = self.png.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        tmp.replace(self.png)
+
+
+def load_demos(cfg: RLConfig) -> list:  # type: ignore[type-arg]
+    terminate = bool(getattr(cfg.env, "terminate_on_success", True))
+    if cfg.demos.root:
+        eps = load_dataset_episodes(cfg.demos.root, cfg.reward_type, cfg.reward_scale, terminate)
+        return eps[: cfg.demos.max_episodes] if cfg.demos.max_episodes else eps
+    if cfg.demos.scripted_episodes:
+        # demo seeds are disjoint from training (seed*1e4 + i) and eval (1e6 + i) seeds
+        return scripted_episodes(cfg.env, cfg.demos.scripted_episodes, 500_000 + 1000 * cfg.seed,
+                                 cfg.reward_type, cfg.reward_scale)
+    return []
+
+
+class RLTrainer:
+    """Owns env, learner, replays and logs; ``run()`` is the whole ``chunkwise rl`` command."""
+
+    def __init__(self, cfg: RLConfig) -> None:
+        self.cfg = cfg
+        torch.set_num_threads(cfg.num_threads)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.out = Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.ckpt_dir = self.out / "checkpoints" / "last"
+        self.env = make_env(cfg.env)
+        obs_dim = int(self.env.observation_spec[OBS_STATE].shape[0])
+        self.learner = ChunkSAC(cfg, obs_dim, self.env.action_dim)
+        self.runner = ChunkRunner(self.env, self.learner, cfg.reward_type, cfg.reward_scale)
+        self.demos = load_demos(cfg)
+        self.offline = EpisodeReplay(max(1, sum(len(e) for e in self.demos)), obs_dim, self.env.action_dim)
+        for ep in self.demos:
+            self.offline.add_episode(ep)
+        self.online = EpisodeReplay(cfg.replay_capacity, obs_dim, self.env.action_dim)
+        self.replay = MixedReplay(self.offline, self.online, cfg.offline_ratio)
+        self.log = MetricsLog(self.out)
+        self.env_steps = self.updates = self.episodes = 0
+        self.init_report: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ setup
+    def initialize(self) -> None:
+        """Observation stats, BC-checkpoint mapping, BC warm start (fresh runs only)."""
+        from chunkwise.rl.init import map_bc_checkpoint
+
+        if self.demos:
+            states = np.concatenate([e.states for e in self.demos])
+            self.learner.set_obs_stats(states.mean(0), states.std(0))
+        if self.cfg.init.path:
+            self.init_report = map_bc_checkpoint(self.learner, self.cfg.init.path)
+        k = self.cfg.init.bc_warmstart_steps
+        if k:
+            if not self.demos:
+                raise ValueError("init.bc_warmstart_steps > 0 needs demonstrations (--demos.root or --demos.scripted_episodes)")
+            losses = []
+            for _ in tqdm(range(k), desc="bc warm start", disable=not self.cfg.progress):
+                batch = self.offline.sample(self.cfg.batch_size, self.cfg.chunk_size, self.cfg.gamma,
+                                            self.cfg.obs_history_length, self.rng)
+                losses.append(self.learner.bc_update(batch)["bc_loss"])
+            self.init_report["bc_warmstart"] = {"steps": k, "first_loss": losses[0], "last_loss": losses[-1]}
+        # the actor optimiser restarts for RL: BC moments would bias the first SAC steps
+        self.learner.actor_opt = torch.optim.Adam(self.learner.actor.parameters(), lr=self.cfg.actor_lr)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        d = self.ckpt_dir
+        save_tensors(d / "learner.safetensors", self.learner.state_dict())
+        save_tensors(d / "model.safetensors", self.learner.get_weights())
+        save_tensors(d / "replay.safetensors", replay_tensors(self.online))
+        save_tensors(d / "rng.safetensors", {"torch": torch.get_rng_state()})
+        save_json(d / "config.json", {"type": "rl_sac", "obs_dim": self.learner.obs_dim,
+                                      "action_dim": self.learner.action_dim, "config": config_dict(self.cfg)})
+        save_json(d / "train_state.json", {"env_steps": self.env_steps, "updates": self.updates,
+                                           "episodes": self.episodes, "numpy_rng": self.rng.bit_generator.state,
+                                           "init_report": self.init_report})
+
+    def restore(self) -> None:
+        ck = load_checkpoint(self.ckpt_dir)
+        self.learner.load_state_dict(ck["learner"])
+        restore_replay(self.online, ck["replay"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        st = ck["train_state"]
+        self.env_steps, self.updates, self.episodes = st["env_steps"], st["updates"], st["episodes"]
+        self.rng.bit_generator.state = st["numpy_rng"]
+        self.init_report = st.get("init_report", {})
+
+    # ------------------------------------------------------------------ loop
+    def evaluate(self) -> dict[str, float]:
+        seeds = [EVAL_SEED_BASE + i for i in range(self.cfg.eval_episodes)]
+        t0 = time.perf_counter()
+        res = self.runner.evaluate(seeds)
+        rec = {"kind": "eval", "env_steps": self.env_steps, "updates": self.updates, **res,
+               "eval_seconds": time.perf_counter() - t0}
+        self.log.write(rec)
+        self.log.plot(f"{self.cfg.env.task}: actor={self.cfg.actor} critic={self.cfg.critic} seed={self.cfg.seed}")
+        return res
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.resume and (self.ckpt_dir / "train_state.json").is_file():
+            self.restore()
+        else:
+            if cfg.resume:
+                print(f"--resume: no checkpoint in {self.ckpt_dir}, starting fresh")
+            if self.log.path.exists():
+                self.log.path.unlink()
+            self.initialize()
+            self.log.write({"kind": "init", **self.init_report, "demo_episodes": len(self.demos),
+                            "demo_steps": self.offline.size})
+            self.evaluate()
+            self.save()
+        next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
+        next_save = (self.env_steps // cfg.save_every + 1) * cfg.save_every
+        acc: dict[str, list[float]] = {}
+        bar = tqdm(total=cfg.online_steps, initial=self.env_steps, desc="rl env steps", disable=not cfg.progress)
+        t0 = time.perf_counter()
+        while self.env_steps < cfg.online_steps:
+            rollout, ep = self.runner.run(seed=cfg.seed * 10_000 + self.episodes, deterministic=False)
+            self.online.add_episode(ep)
+            self.episodes += 1
+            self.env_steps += len(ep)
+            bar.update(len(ep))
+            self.log.write({"kind": "episode", "env_steps": self.env_steps, "episode": self.episodes,
+                            "success": bool(rollout.success), "length": len(ep), "return": float(ep.rewards.sum())})
+            if self.env_steps >= cfg.update_after and len(self.offline) + len(self.online) >= cfg.batch_size:
+                n = int(cfg.utd_ratio * self.env_steps) - self.updates
+                for _ in range(max(0, n)):
+                    batch = self.replay.sample(cfg.batch_size, cfg.chunk_size, cfg.gamma, cfg.obs_history_length,
+                                               self.rng)
+                    for k, v in self.learner.update(batch).items():
+                        acc.setdefault(k, []).append(v)
+                    self.updates += 1
+                    if self.updates % cfg.log_every == 0:
+                        self.log.write({"kind": "train", "env_steps": self.env_steps, "updates": self.updates,
+                                        **{k: float(np.mean(v)) for k, v in acc.items()}})
+                        acc = {}
+            if self.env_steps >= next_eval or self.env_steps >= cfg.online_steps:
+                res = self.evaluate()
+                bar.set_postfix(success=f"{res['success_rate']:.2f}")
+                next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
+            if self.env_steps >= next_save or self.env_steps >= cfg.online_steps:
+                self.save()
+                next_save = (self.env_steps // cfg.save_every + 1) * cfg.save_every
+        bar.close()
+        evals = self.log.records("eval")
+        summary = {
+            "initial_success": evals[0]["success_rate"] if evals else None,
+            "final_success": evals[-1]["success_rate"] if evals else None,
+            "best_success": max(r["success_rate"] for r in evals) if evals else None,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "episodes": self.episodes,
+            "seconds": time.perf_counter() - t0,
+        }
+        save_json(self.out / "summary.json", summary)
+        return summary
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = draccus.parse(RLConfig, args=argv or [])
+    trainer = RLTrainer(cfg)
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.close()
+    print(json.dumps(summary, indent=2))
+    return 0
