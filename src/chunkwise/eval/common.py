@@ -1,0 +1,126 @@
+"""Pieces shared by ``chunkwise eval`` and ``chunkwise sweep``: defaults, validation, I/O."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from chunkwise.envs.base import EnvConfig
+from chunkwise.runtime.config import ExecutionConfig
+from chunkwise.runtime.strategies import available_strategies, get_strategy
+
+
+def default_env() -> EnvConfig:
+    import chunkwise.envs  # noqa: F401 - registers the built-in env types
+
+    return EnvConfig.get_choice_class("metaworld")(task="push-v3")
+
+
+def valid_strategy_names() -> list[str]:
+    return ["async"] + available_strategies()
+
+
+def check_strategy_name(name: str) -> None:
+    if name != "async":
+        try:
+            get_strategy(name)
+        except ValueError:
+            raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(valid_strategy_names())}") from None
+
+
+def resolve_strategy(name: str, base: ExecutionConfig) -> tuple[ExecutionConfig, str | None, tuple[str, ...]]:
+    """Strategy name -> (execution config, registry name for wrap_policy, plugin modules).
+
+    "async" means async with ``base.aggregate_fn_name``; any other name comes from the
+    strategy registry ("sync", an aggregate name, or a plugin such as "rtc_guided").
+    """
+    check_strategy_name(name)
+    if name == "async":
+        return replace(base, strategy="async"), None, ()
+    spec = get_strategy(name)
+    mod = getattr(spec.apply, "__module__", "") or ""
+    plugins = (mod,) if mod and not mod.startswith("chunkwise.runtime") else ()
+    return spec.apply(base), name, plugins
+
+
+def check_common(
+    *, chunk_size_threshold: float, actions_per_chunk: int, n_episodes: int, n_workers: int,
+    chunk_size: int | None, aggregate_fn_name: str, delays: list[int] | None = None,
+) -> None:
+    from chunkwise.scheduling.aggregate import check_aggregate_name
+
+    check_aggregate_name(aggregate_fn_name)
+    if not 0.0 <= chunk_size_threshold <= 1.0:
+        raise ValueError(f"chunk_size_threshold must be in [0, 1], got {chunk_size_threshold}")
+    if actions_per_chunk <= 0:
+        raise ValueError(f"actions_per_chunk must be positive, got {actions_per_chunk}")
+    if chunk_size is not None and actions_per_chunk > chunk_size:
+        raise ValueError(f"actions_per_chunk={actions_per_chunk} > chunk size {chunk_size} of the policy")
+    if n_episodes <= 0:
+        raise ValueError(f"n_episodes must be positive, got {n_episodes}")
+    if n_workers < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    for d in delays or []:
+        if d < 0:
+            raise ValueError(f"inference delay must be >= 0 control steps, got {d}")
+
+
+def parse_cli(config_class: type, argv: list[str] | None, prog: str) -> Any:
+    """draccus.parse, but a bad flag value surfaces as our own clear ValueError message
+    (draccus wraps it in "Couldn't instantiate class ..."), printed without a traceback."""
+    import sys
+
+    import draccus
+
+    try:
+        return draccus.parse(config_class, args=list(argv or []))
+    except Exception as e:  # draccus.utils.ParsingError wraps the ValueError from __post_init__
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, ValueError):
+            cause = cause.__cause__ or cause.__context__
+        while isinstance(cause, ValueError) and isinstance(cause.__cause__, ValueError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        print(f"chunkwise {prog}: error: {cause}", file=sys.stderr)
+        raise CLIError(str(cause)) from cause
+
+
+class CLIError(ValueError):
+    """A configuration error already reported to the user (the CLI exits with status 2)."""
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if hasattr(o, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(o)
+    return str(o)

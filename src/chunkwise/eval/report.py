@@ -1,0 +1,114 @@
+"""Sweep results -> CSV rows, a console table, and a PNG plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Sequence
+
+CSV_FIELDS = [
+    "task", "strategy", "delay", "n_episodes", "success_rate", "success_ci_low", "success_ci_high",
+    "steps_to_success", "steps_to_success_ci_low", "steps_to_success_ci_high", "episode_return",
+    "stall_steps", "inferences", "seam_discontinuity", "inside_discontinuity", "jerk", "mean_queue_len",
+]
+
+
+def flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    s = row["summary"]
+    out = {
+        "task": row["task"], "strategy": row["strategy"], "delay": row["delay"],
+        "n_episodes": s["n_episodes"], "success_rate": s["success_rate"],
+        "success_ci_low": s["success_ci_low"], "success_ci_high": s["success_ci_high"],
+        "steps_to_success": s["steps_to_success"]["mean"],
+        "steps_to_success_ci_low": s["steps_to_success"]["ci_low"],
+        "steps_to_success_ci_high": s["steps_to_success"]["ci_high"],
+    }
+    for k in ("episode_return", "stall_steps", "inferences", "seam_discontinuity", "inside_discontinuity",
+              "jerk", "mean_queue_len"):
+        out[k] = s[k]["mean"]
+    return out
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        flat = flat_row(r)
+        w.writerow({k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)) for k, v in flat.items()})
+    return buf.getvalue()
+
+
+def _cell(flat: dict[str, Any]) -> str:
+    sr = flat["success_rate"]
+    steps = flat["steps_to_success"]
+    return f"{100 * sr:5.1f}% ({steps:5.1f})" if steps is not None else f"{100 * sr:5.1f}% (  -  )"
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Per task: strategies x delays, cells 'success% (mean steps to success)'."""
+    flats = [flat_row(r) for r in rows]
+    tasks = list(dict.fromkeys(f["task"] for f in flats))
+    strategies = list(dict.fromkeys(f["strategy"] for f in flats))
+    delays = sorted({f["delay"] for f in flats})
+    by_key = {(f["task"], f["strategy"], f["delay"]): f for f in flats}
+    width = max(len(s) for s in strategies + ["strategy"])
+    lines = []
+    for task in tasks:
+        n = next(f["n_episodes"] for f in flats if f["task"] == task)
+        lines.append(f"{task}  (success rate, mean steps to success; {n} episodes per cell)")
+        lines.append(f"| {'strategy':<{width}} | " + " | ".join(f"{'d=' + str(d):<14}" for d in delays) + " |")
+        lines.append(f"|{'-' * (width + 2)}|" + "|".join("-" * 16 for _ in delays) + "|")
+        for s in strategies:
+            cells = [_cell(by_key[(task, s, d)]) if (task, s, d) in by_key else "" for d in delays]
+            lines.append(f"| {s:<{width}} | " + " | ".join(f"{c:<14}" for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
+    """Rows: success rate (Wilson CI bars), steps to success, seam discontinuity; columns: tasks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    flats = [flat_row(r) for r in rows]
+    tasks = list(dict.fromkeys(f["task"] for f in flats))
+    strategies = list(dict.fromkeys(f["strategy"] for f in flats))
+    panels = [
+        ("success_rate", "success rate"),
+        ("steps_to_success", "steps to success\n(successful episodes)"),
+        ("seam_discontinuity", "seam ||a_t - a_t-1||"),
+    ]
+    fig, axes = plt.subplots(len(panels), len(tasks), figsize=(4.2 * len(tasks), 3.2 * len(panels)), squeeze=False)
+    for j, task in enumerate(tasks):
+        for i, (key, label) in enumerate(panels):
+            ax = axes[i][j]
+            for k, s in enumerate(strategies):
+                pts = sorted((f["delay"], f) for f in flats if f["task"] == task and f["strategy"] == s)
+                xs = [d for d, f in pts if f[key] is not None]
+                ys = [f[key] for d, f in pts if f[key] is not None]
+                if not xs:
+                    continue
+                style = {"marker": "o", "markersize": 3, "label": s, "linestyle": "--" if s == "sync" else "-"}
+                # small x offsets so overlapping lines stay visible
+                xo = [x + (k - (len(strategies) - 1) / 2) * 0.06 for x in xs]
+                if key == "success_rate":
+                    lo = [f[key] - f["success_ci_low"] for d, f in pts if f[key] is not None]
+                    hi = [f["success_ci_high"] - f[key] for d, f in pts if f[key] is not None]
+                    ax.errorbar(xo, ys, yerr=[lo, hi], capsize=2, **style)
+                    ax.set_ylim(-0.03, 1.03)
+                else:
+                    ax.plot(xo, ys, **style)
+            if i == 0:
+                ax.set_title(task)
+            if j == 0:
+                ax.set_ylabel(label)
+            if i == len(panels) - 1:
+                ax.set_xlabel("inference delay d (control steps)")
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,186 @@
+"""``chunkwise eval``: one policy, one execution strategy, one delay, N episodes.
+
+    chunkwise eval --env.type=metaworld --env.task=push-v3 --policy.type=scripted \
+        --policy.chunk_size=50 --strategy=async --aggregate_fn_name=weighted_average \
+        --actions_per_chunk=50 --chunk_size_threshold=0.5 --inference_delay=4 --n_episodes=10
+
+Runs on the virtual clock (deterministic; see runtime/virtual_clock.py). With
+``--server=host:port`` the episodes are instead run against a real PolicyServer by
+``chunkwise.clients.sim_client.run_eval`` (wall clock).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chunkwise.envs.base import EnvConfig
+from chunkwise.eval.common import (
+    CLIError,
+    parse_cli,
+    atomic_write_json,
+    check_common,
+    check_strategy_name,
+    default_env,
+    resolve_strategy,
+)
+from chunkwise.eval.metrics import summarize
+from chunkwise.eval.rollouts import EpisodeJob, PolicySource, episode_seeds, run_jobs
+from chunkwise.runtime.config import ExecutionConfig
+from chunkwise.scheduling.delay import FixedDelay, delay_steps_from_ms
+
+
+@dataclass
+class EvalConfig:
+    env: EnvConfig = field(default_factory=default_env)
+    policy: PolicySource = field(default_factory=PolicySource)
+    n_episodes: int = 10
+    seed: int = 0  # episode i uses seed + i
+    # "sync", "async" (with aggregate_fn_name), or any registered strategy name
+    strategy: str = "async"
+    aggregate_fn_name: str = "weighted_average"
+    actions_per_chunk: int = 50
+    chunk_size_threshold: float = 0.5
+    n_action_steps: int | None = None  # sync: actions executed per chunk (default actions_per_chunk)
+    temporal_ensemble_m: float = 0.01
+    inference_delay: int = 0  # control steps between capturing obs_t and its chunk arriving
+    inference_delay_ms: float | None = None  # if set: d = ceil(ms * env.fps / 1000)
+    n_workers: int = 1
+    output_dir: str | None = None
+    server: str | None = None  # host:port of a PolicyServer: run with the real-time SimClient
+
+    def __post_init__(self) -> None:
+        check_strategy_name(self.strategy)
+        chunk = self.policy.chunk_size if self.policy.type == "scripted" else None
+        if self.inference_delay < 0:
+            raise ValueError(f"inference_delay must be >= 0 control steps, got {self.inference_delay}")
+        if self.inference_delay_ms is not None and (not math.isfinite(self.inference_delay_ms) or self.inference_delay_ms < 0):
+            raise ValueError(f"inference_delay_ms must be >= 0, got {self.inference_delay_ms}")
+        check_common(
+            chunk_size_threshold=self.chunk_size_threshold, actions_per_chunk=self.actions_per_chunk,
+            n_episodes=self.n_episodes, n_workers=self.n_workers, chunk_size=chunk,
+            aggregate_fn_name=self.aggregate_fn_name,
+        )
+        self.base_execution()  # validates n_action_steps, m
+
+    @property
+    def delay_steps(self) -> int:
+        if self.inference_delay_ms is not None:
+            return delay_steps_from_ms(self.inference_delay_ms, self.env.fps)
+        return self.inference_delay
+
+    def base_execution(self) -> ExecutionConfig:
+        return ExecutionConfig(
+            strategy="sync" if self.strategy == "sync" else "async",
+            aggregate_fn_name=self.aggregate_fn_name,
+            actions_per_chunk=self.actions_per_chunk,
+            chunk_size_threshold=self.chunk_size_threshold,
+            n_action_steps=self.n_action_steps,
+            temporal_ensemble_m=self.temporal_ensemble_m,
+            max_steps=self.env.max_episode_steps,
+        )
+
+
+def check_checkpoint(cfg: EvalConfig) -> None:
+    """Load the checkpoint once and check it against the env before any episode runs."""
+    if cfg.policy.type != "checkpoint":
+        return
+    from chunkwise.eval.rollouts import check_policy_matches_env
+    from chunkwise.policies import load
+
+    policy = load(cfg.policy.path)  # type: ignore[arg-type]
+    if cfg.actions_per_chunk > policy.metadata.chunk_size:
+        raise ValueError(
+            f"actions_per_chunk={cfg.actions_per_chunk} > chunk_size={policy.metadata.chunk_size} of {cfg.policy.path}"
+        )
+    env = cfg.env.make()
+    try:
+        check_policy_matches_env(policy, env, cfg.policy.path or "")
+    finally:
+        env.close()
+
+
+def evaluate(cfg: EvalConfig, progress: bool = True, check: bool = True) -> dict[str, Any]:
+    """Run the episodes on the virtual clock; returns {"summary", "episodes", "config"}."""
+    if check:
+        check_checkpoint(cfg)
+    execution, strat, plugins = resolve_strategy(cfg.strategy, cfg.base_execution())
+    delay = FixedDelay(cfg.delay_steps)
+    jobs = [
+        EpisodeJob(cfg.env, cfg.policy, execution, delay, s, strat, plugins)
+        for s in episode_seeds(cfg.seed, cfg.n_episodes)
+    ]
+    desc = f"{cfg.env.task} {cfg.strategy} d={cfg.delay_steps}"
+    if progress:
+        episodes = run_jobs(jobs, cfg.n_workers, desc=desc)
+    else:
+        from chunkwise.eval.rollouts import iter_jobs
+
+        episodes = list(iter_jobs(jobs, cfg.n_workers))
+    return {
+        "config": _config_dict(cfg),
+        "execution": asdict(execution),
+        "delay_steps": cfg.delay_steps,
+        "summary": summarize(episodes),
+        "episodes": [e.to_dict() for e in episodes],
+    }
+
+
+def _config_dict(cfg: EvalConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["env"] = {"type": cfg.env.type, **asdict(cfg.env)}
+    return d
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    s = result["summary"]
+
+    def m(key: str, fmt: str = "{:.1f}") -> str:
+        v = s[key]
+        if v["mean"] is None:
+            return "-"
+        ci = "" if v["ci_low"] is None else f" [{fmt.format(v['ci_low'])}, {fmt.format(v['ci_high'])}]"
+        return fmt.format(v["mean"]) + ci
+
+    lines = [
+        f"episodes           {s['n_episodes']}",
+        f"success rate       {s['success_rate']:.3f} [{s['success_ci_low']:.3f}, {s['success_ci_high']:.3f}] (Wilson 95%)",
+        f"steps to success   {m('steps_to_success')}",
+        f"return             {m('episode_return')}",
+        f"stall steps        {m('stall_steps')}",
+        f"inferences         {m('inferences')}",
+        f"seam |a_t-a_t-1|   {m('seam_discontinuity', '{:.4f}')}",
+        f"inside |a_t-a_t-1| {m('inside_discontinuity', '{:.4f}')}",
+        f"jerk               {m('jerk', '{:.4f}')}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_cli(EvalConfig, argv, "eval")
+    except CLIError:
+        return 2
+    if cfg.server:
+        from chunkwise.clients.sim_client import run_eval  # real-time path, owned by clients/
+
+        return int(run_eval(cfg) or 0)
+    try:
+        check_checkpoint(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"chunkwise eval: error: {e}", file=sys.stderr)
+        return 2
+    result = evaluate(cfg, check=False)
+    print(format_summary(result))
+    if cfg.output_dir:
+        out = Path(cfg.output_dir) / "eval.json"
+        atomic_write_json(out, result)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
