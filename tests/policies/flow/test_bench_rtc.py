@@ -1,0 +1,17 @@
+"""``chunkwise bench rtc`` runs end to end and reports a ratio per prefix mode."""
+
+from __future__ import annotations
+
+import json
+
+from chunkwise.bench import main as bench_main
+
+
+def test_bench_rtc_reports_guidance_overhead(tmp_path, capsys):
+    out = tmp_path / "rtc.json"
+    assert bench_main(["rtc", "--n_chunks=3", "--warmup=1", f"--json_out={out}"]) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"none", "rtc_guided", "rtc_trained", "delta_expert"}
+    assert res["none"]["ratio_vs_none"] == 1.0
+    assert res["rtc_guided"]["ratio_vs_none"] > 1.0  # one backward pass per Euler step
+    assert "guidance overhead" in capsys.readouterr().out
