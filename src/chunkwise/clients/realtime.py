@@ -36,7 +36,7 @@ from typing import Any, Callable
 import grpc
 import numpy as np
 
-from chunkwise.clients.remote_policy import RemotePolicy, status_code
+from chunkwise.clients.remote_policy import RemoteError, RemotePolicy, status_code
 from chunkwise.scheduling import ActionQueue, check_aggregate_name, should_send_observation
 from chunkwise.wire import chunkwise_pb2 as pb
 from chunkwise.wire.codec import decode_tensor, encode_request
@@ -145,13 +145,21 @@ class ChunkClient:
         requests.put(_CLOSE)
         self.reconnects += 1
         # Backoff + session re-open (the server may have restarted and lost it).
-        try:
-            self.remote.call_with_retry(
-                lambda: self.remote.reset_session(self.remote.session_id, self.remote.episode_id)
-            )
-            self._open_stream()
-        except Exception as e:  # noqa: BLE001 - give up; the control loop keeps stalling
-            log.error("could not reconnect to %s: %s", self.remote.address, e)
+        for _ in range(3):
+            episode = self.remote.episode_id
+            try:
+                self.remote.call_with_retry(lambda: self.remote.reset_session(self.remote.session_id, episode))
+                self._open_stream()
+                return
+            except RemoteError as e:
+                # start_episode may have moved the session on meanwhile: retry with the new id.
+                if e.code == grpc.StatusCode.FAILED_PRECONDITION and self.remote.episode_id != episode:
+                    continue
+                log.error("could not reconnect to %s: %s", self.remote.address, e)
+                return
+            except Exception as e:  # noqa: BLE001 - give up; start_episode reopens the stream
+                log.error("could not reconnect to %s: %s", self.remote.address, e)
+                return
 
     def _on_reply(self, reply: pb.ChunkReply) -> None:
         now = time.monotonic()
@@ -191,7 +199,7 @@ class ChunkClient:
             self.queue.reset()
             self._in_flight = None
             self._stats = EpisodeStats(episode_id=self.remote.episode_id)
-        if self._receiver is None:
+        if self._receiver is None or not self._receiver.is_alive():
             self._open_stream()
         return self.remote.episode_id
 

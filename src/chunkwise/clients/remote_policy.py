@@ -56,7 +56,8 @@ def make_channel(
         ("grpc.max_send_message_length", max_message_bytes),
         # Reconnect quickly after a server restart (default backoff grows to 120 s).
         ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 2000),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
     ]
     if root_certificates is not None:
         return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates), options=options)

@@ -189,9 +189,10 @@ def start_server(cfg: ServeConfig, policy: Policy | None = None) -> RunningServe
 def main(argv: list[str]) -> int:
     cfg = draccus.parse(ServeConfig, args=argv)
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import torch
+    if cfg.policy.path or cfg.policy.type == "mlp":  # only torch policies pay for importing it
+        import torch
 
-    torch.set_num_threads(cfg.torch_threads)
+        torch.set_num_threads(cfg.torch_threads)
     running = start_server(cfg)
     md = running.service.metadata
     print(
