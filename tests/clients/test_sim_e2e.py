@@ -7,7 +7,7 @@ import pytest
 
 from chunkwise.clients.realtime import ClientConfig
 from chunkwise.clients.remote_policy import RemotePolicy
-from chunkwise.clients.sim_client import SimClient, run_eval
+from chunkwise.clients.sim_client import SimClient, evaluate_remote
 from chunkwise.envs import MetaWorldEnvConfig, make_env
 from chunkwise.serving.process import ServerProcess
 
@@ -48,7 +48,7 @@ def test_run_eval_reports_success_reward_and_latency(expert_server, capsys):
     cfg = SimpleNamespace(server=expert_server.address, env=MetaWorldEnvConfig(task="push-v3"), n_episodes=2, seed=0,
                           actions_per_chunk=10, chunk_size_threshold=0.5, aggregate_fn_name="latest_only",
                           time_scale=4.0)
-    summary = run_eval(cfg)
+    summary = evaluate_remote(cfg)
     assert summary["n_episodes"] == 2 and 0.0 <= summary["success_rate"] <= 1.0
     assert summary["mean_reward"] > 0
     for key in ("round_trip_ms", "server_model_ms"):
@@ -56,3 +56,16 @@ def test_run_eval_reports_success_reward_and_latency(expert_server, capsys):
         assert summary[key]["p50"] <= summary[key]["p99"]
     assert summary["round_trip_ms"]["p50"] > summary["server_model_ms"]["p50"]
     assert '"success_rate"' in capsys.readouterr().out
+
+
+def test_chunkwise_eval_cli_with_server(expert_server, tmp_path, capsys):
+    from chunkwise.eval.run import main
+
+    rc = main([f"--server={expert_server.address}", "--env.type=metaworld", "--env.task=push-v3", "--n_episodes=1",
+               "--actions_per_chunk=10", "--chunk_size_threshold=0.5", "--aggregate_fn_name=weighted_average",
+               f"--output_dir={tmp_path}"])
+    assert rc == 0
+    import json
+
+    summary = json.loads((tmp_path / "eval.json").read_text())
+    assert summary["n_episodes"] == 1 and summary["round_trip_ms"]["p50"] > 0

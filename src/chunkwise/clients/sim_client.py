@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,24 @@ def _get(cfg: Any, name: str, default: Any = None) -> Any:
     return default
 
 
-def run_eval(cfg: Any) -> dict[str, Any]:
+def run_eval(cfg: Any) -> int:
+    """``chunkwise eval --server=...``: print the summary (and write eval.json); exit code."""
+    strategy = _get(cfg, "strategy", "async")
+    if strategy != "async":
+        print(f"chunkwise eval --server: only strategy=async runs against a server (got {strategy!r})")
+        return 2
+    summary = evaluate_remote(cfg)
+    out_dir = _get(cfg, "output_dir", None)
+    if out_dir:
+        path = Path(out_dir) / "eval.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, path)
+    return 0
+
+
+def evaluate_remote(cfg: Any) -> dict[str, Any]:
     """Evaluate the policy served at ``cfg.server`` on ``cfg.env`` (see module doc)."""
     from chunkwise.envs import make_env
 
