@@ -71,3 +71,19 @@ def test_determinism_real_metaworld_async_delay(push_env):
         b.success, b.steps, b.steps_to_success, b.episode_return, b.inferences, b.stall_steps)
     np.testing.assert_array_equal(a.trace.actions, b.trace.actions)
     assert a.stall_steps == 3  # only the first request's delay
+
+
+def test_oracle_prefix_strategy_replays_queue_then_plans(push_env):
+    from chunkwise.runtime import get_strategy
+
+    env = push_env
+    spec = get_strategy("oracle_prefix")
+    pol = spec.wrap_policy(OraclePolicy(env, chunk_size=50))
+    assert pol.metadata.uses_prefix
+    cfg = spec.apply(ExecutionConfig(actions_per_chunk=50))
+    assert (cfg.strategy, cfg.aggregate_fn_name, cfg.prefix) == ("async", "latest_only", True)
+    r = VirtualClockExecutor(env, pol, cfg, 8).run_episode(0)
+    # only the first chunk's 8-step wait costs time: the rest is the expert, exactly
+    assert r.success and r.stall_steps == 8 and r.steps_to_success == 64 + 8
+    with pytest.raises(TypeError, match="scripted"):
+        spec.wrap_policy(object())

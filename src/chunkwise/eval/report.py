@@ -112,3 +112,45 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def combine(result_dirs: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of several sweep output dirs (e.g. one per task), in the given order."""
+    import json
+    from pathlib import Path
+
+    rows: list[dict[str, Any]] = []
+    for d in result_dirs:
+        rows += json.loads((Path(d) / "results.json").read_text())["rows"]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m chunkwise.eval.report OUT_DIR IN_DIR [IN_DIR ...]``: merge sweeps (e.g. run
+    per task) into OUT_DIR/results.csv, table.md and sweep.png, and print the table."""
+    import sys
+    from pathlib import Path
+
+    from chunkwise.eval.common import atomic_write_json, atomic_write_text
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 2:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    out, inputs = Path(args[0]), args[1:]
+    rows = combine(inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "results.json", {"inputs": inputs, "rows": rows})
+    atomic_write_text(out / "results.csv", to_csv(rows))
+    atomic_write_text(out / "table.md", format_table(rows))
+    tmp = out / ".sweep.tmp.png"
+    plot(rows, str(tmp))
+    tmp.replace(out / "sweep.png")
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -42,6 +42,7 @@ _PLUGIN_MODULES: dict[str, str] = {
     "rtc_guided": "chunkwise.policies.flow.strategies",
     "rtc_trained": "chunkwise.policies.flow.strategies",
     "delta_expert": "chunkwise.policies.flow.strategies",
+    "oracle_prefix": "chunkwise.policies.scripted.strategies",
 }
 
 

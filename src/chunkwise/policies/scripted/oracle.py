@@ -14,6 +14,13 @@ dropped as stale and the robot is really driven by the old plan meanwhile, so th
 chunk's remaining actions are slightly off-state: exactly the error a perfect model
 would make under latency. An upper bound for learned policies.
 
+Prefix-aware variant (``prefix_aware=True``, strategy "oracle_prefix"): it reads the
+``Prefix`` the executor passes (the queued actions from the observation step and the
+delay d) and first replays the d actions that will really run while it "computes" (the
+idle action where the queue has run dry), then hands over to the expert. Its chunk from
+t+d on is then the expert's plan from the state the robot will really be in: the ideal
+that RTC and the delta expert approximate.
+
 It is bound to one env (batch size 1). Cameras are switched off during the look-ahead:
 images are not needed to compute the expert and rendering would dominate the cost.
 """
@@ -30,7 +37,7 @@ from chunkwise.types import OBS_STATE, ObservationBatch, PolicyMetadata, Prefix
 class OraclePolicy:
     """Policy protocol over an env with ``snapshot / restore / expert_action``."""
 
-    def __init__(self, env: Any, chunk_size: int = 50) -> None:
+    def __init__(self, env: Any, chunk_size: int = 50, prefix_aware: bool = False) -> None:
         for attr in ("snapshot", "restore", "expert_action", "raw_observation"):
             if not hasattr(env, attr):
                 raise TypeError(f"OraclePolicy needs an env with {attr}(); {type(env).__name__} has none")
@@ -38,13 +45,15 @@ class OraclePolicy:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         self.env = env
         self.chunk_size = int(chunk_size)
+        self.prefix_aware = bool(prefix_aware)
         self._metadata = PolicyMetadata(
             observation_spec=dict(env.observation_spec),
             action_dim=int(env.action_dim),
             chunk_size=self.chunk_size,
             fps=float(env.fps),
             policy_type="scripted",
-            extra={"task": getattr(env, "task", "")},
+            uses_prefix=self.prefix_aware,
+            extra={"task": getattr(env, "task", ""), "prefix_aware": self.prefix_aware},
         )
 
     @property
@@ -65,9 +74,21 @@ class OraclePolicy:
             # The oracle reads the simulator, not the observation: they must be the same moment.
             raise ValueError("observation does not match the env's current state; the oracle must be "
                              "called at the step the observation was captured")
-        return self._rollout()[None]
+        frozen: np.ndarray | None = None
+        if self.prefix_aware and prefix is not None and prefix[0] is not None:
+            p = prefix[0]
+            # the d steps that run before this chunk can: queued actions, then idle (stall)
+            frozen = np.asarray(p.actions[: p.delay], dtype=np.float32)
+            n_idle = p.delay - frozen.shape[0]
+            if n_idle > 0:
+                frozen = np.concatenate([frozen, np.full((n_idle, self.env.action_dim), np.nan, np.float32)])
+        return self._rollout(frozen)[None]
 
-    def _rollout(self) -> np.ndarray:
+    def with_prefix(self) -> "OraclePolicy":
+        """The prefix-aware view of this oracle (same env)."""
+        return OraclePolicy(self.env, self.chunk_size, prefix_aware=True)
+
+    def _rollout(self, frozen: np.ndarray | None = None) -> np.ndarray:
         env = self.env
         h = self.chunk_size
         chunk = np.empty((h, env.action_dim), dtype=np.float32)
@@ -81,7 +102,12 @@ class OraclePolicy:
             left = h if limit is None or elapsed is None else max(0, limit - elapsed)
             n = 0
             for i in range(h):
-                a = np.asarray(env.expert_action(None), dtype=np.float32)
+                if frozen is not None and i < frozen.shape[0]:
+                    a = frozen[i]
+                    if np.isnan(a).any():  # NaN marks a stall step: the env will idle
+                        a = np.asarray(env.idle_action(), dtype=np.float32)
+                else:
+                    a = np.asarray(env.expert_action(None), dtype=np.float32)
                 chunk[i] = a
                 n = i + 1
                 if i + 1 >= h or i + 1 >= left:
