@@ -80,7 +80,7 @@ class LeRobotV3Writer:
             raise ValueError(f"episode columns must have the same non-zero length, got {lengths}")
 
         ep = len(self._episodes)
-        task_index = self._tasks.setdefault(task, len(self._tasks))
+        task_index = self._tasks.get(task, len(self._tasks))
         cols = dict(frames)
         frame_index = np.arange(n, dtype=np.int64)
         cols["timestamp"] = (frame_index / self.fps).astype(np.float32)
@@ -89,13 +89,20 @@ class LeRobotV3Writer:
         cols["index"] = self._total_frames + frame_index
         cols["task_index"] = np.full(n, task_index, dtype=np.int64)
 
-        arrays, ep_stats = [], {}
+        # Validate and convert every column before touching the writer's state, so a bad
+        # episode raises without leaving half of itself behind.
+        arrays, ep_stats, vectors = [], {}, {}
         for key, ft in self.features.items():
-            arr, stats = self._column(key, ft, np.asarray(cols[key]))
+            arr, stats, values = self._column(key, ft, np.asarray(cols[key]))
             arrays.append(arr)
             ep_stats[key] = stats
+            if values is not None:
+                vectors[key] = values
         table = pa.Table.from_arrays(arrays, schema=self.schema)
         self._write_table(table)
+        self._tasks.setdefault(task, task_index)
+        for key, values in vectors.items():
+            self._vectors[key].append(values)
 
         self._episode_stats.append(ep_stats)
         self._episodes.append({
@@ -111,7 +118,8 @@ class LeRobotV3Writer:
         self._total_frames += n
         return ep
 
-    def _column(self, key: str, ft: Mapping[str, Any], values: np.ndarray) -> tuple[pa.Array, Stats]:
+    def _column(self, key: str, ft: Mapping[str, Any],
+                values: np.ndarray) -> tuple[pa.Array, Stats, np.ndarray | None]:
         dtype, shape = ft["dtype"], list(ft["shape"])
         if dtype == "image":
             if values.dtype != np.uint8 or values.shape[1:] != tuple(shape):
@@ -120,7 +128,7 @@ class LeRobotV3Writer:
             paths = [f"frame-{i:06d}.png" for i in range(len(values))]
             arr = pa.StructArray.from_arrays([pa.array(blobs, pa.binary()), pa.array(paths, pa.string())],
                                              fields=list(fmt.IMAGE_STRUCT))
-            return arr, image_stats(values)
+            return arr, image_stats(values), None
         np_dtype = np.dtype("bool" if dtype == "bool" else dtype)
         values = values.astype(np_dtype, copy=False)
         if shape == [1]:
@@ -130,9 +138,7 @@ class LeRobotV3Writer:
             if values.ndim != 2 or values.shape[1] != shape[0]:
                 raise ValueError(f"{key}: expected shape (T, {shape[0]}), got {values.shape}")
             arr = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), shape[0])
-        if key in self._vectors:
-            self._vectors[key].append(values)
-        return arr, vector_stats(values)
+        return arr, vector_stats(values), values
 
     def _write_table(self, table: pa.Table) -> None:
         limit = self.data_files_size_in_mb * 1024 * 1024
