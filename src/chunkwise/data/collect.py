@@ -40,14 +40,14 @@ from chunkwise.types import ACTION, OBS_STATE
 @dataclass
 class CollectConfig:
     env: EnvConfig = field(default_factory=MetaWorldEnvConfig)
-    n_episodes: int = 50
-    output_dir: str | None = None
-    seed: int = 0
-    keep_failed: bool = False
-    overwrite: bool = False
-    max_attempts: int | None = None  # default 2 * n_episodes + 20
-    robot_type: str = "sawyer"
-    progress: bool = True
+    n_episodes: int = 50  # episodes to keep
+    output_dir: str | None = None  # dataset directory to create (required)
+    seed: int = 0  # attempt k resets the env with seed + k
+    keep_failed: bool = False  # also keep episodes where the expert failed
+    overwrite: bool = False  # replace an existing output_dir
+    max_attempts: int | None = None  # give up after this many episodes (default 2 * n_episodes + 20)
+    robot_type: str = "sawyer"  # written to meta/info.json
+    progress: bool = True  # tqdm progress bar on stderr
 
     def __post_init__(self) -> None:
         if self.n_episodes <= 0:
