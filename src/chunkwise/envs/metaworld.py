@@ -63,12 +63,12 @@ def check_task_name(task: str) -> None:
 class MetaWorldEnvConfig(EnvConfig):
     """``--env.type=metaworld --env.task=push-v3 --env.cameras='[corner2]'``."""
 
-    task: str = "push-v3"
+    task: str = "push-v3"  # one of the 50 MetaWorld v3 tasks
     fps: float = 80.0  # MetaWorld's render_fps: 5 physics substeps of 2.5 ms
-    max_episode_steps: int = 500
-    cameras: list[str] = field(default_factory=list)
-    image_size: int = 128
-    terminate_on_success: bool = True
+    max_episode_steps: int = 500  # truncate after this many steps (MetaWorld's limit is 500)
+    cameras: list[str] = field(default_factory=list)  # e.g. [corner2]; images are rendered upright
+    image_size: int = 128  # square images of image_size x image_size pixels
+    terminate_on_success: bool = True  # end the episode at the first success
 
     def __post_init__(self) -> None:
         check_task_name(self.task)
