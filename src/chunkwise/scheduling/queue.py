@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from chunkwise.scheduling.aggregate import Aggregator, get_aggregate
+from chunkwise.scheduling.aggregate import Aggregator, PairwiseAggregator, get_aggregate
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,7 +110,8 @@ class ActionQueue:
         self, chunk: np.ndarray, first_timestep: int, arrival_timestep: int | None = None
     ) -> MergeStats:
         """Merge an (H, A) chunk whose action i belongs to step ``first_timestep + i``."""
-        chunk = np.asarray(chunk, dtype=np.float32)
+        # a private copy: queued rows may be views into it, callers may reuse their buffer
+        chunk = np.array(chunk, dtype=np.float32, copy=True)
         if chunk.ndim != 2:
             raise ValueError(f"chunk must be (H, A), got shape {chunk.shape}")
         if self._entries:
@@ -122,21 +123,32 @@ class ActionQueue:
             floor = max(floor, int(arrival_timestep))
         chunk_id = self._next_chunk_id
         self._next_chunk_id += 1
-        stale = merged = appended = 0
-        for i in range(chunk.shape[0]):
-            label = int(first_timestep) + i
-            if label < floor:
-                stale += 1
-                continue
+        first = int(first_timestep)
+        start = max(0, floor - first)  # rows before this are stale
+        stale = min(start, chunk.shape[0])
+        merged = appended = 0
+        agg = self.aggregator
+        # Pairwise aggregators keep the merged action itself as state: skip the generic
+        # init/update/value calls on the hot path (same result, see PairwiseAggregator).
+        pairwise = agg.fn if isinstance(agg, PairwiseAggregator) else None
+        entries = self._entries
+        for i in range(start, chunk.shape[0]):
+            label = first + i
             new = chunk[i]
-            entry = self._entries.get(label)
+            entry = entries.get(label)
             if entry is None:
-                state = self.aggregator.init(new)
-                self._entries[label] = _Entry(state, self.aggregator.value(state), chunk_id)
+                if pairwise is not None:
+                    entries[label] = _Entry(None, new, chunk_id)
+                else:
+                    state = agg.init(new)
+                    entries[label] = _Entry(state, agg.value(state), chunk_id)
                 appended += 1
             else:
-                entry.state = self.aggregator.update(entry.state, new)
-                entry.value = self.aggregator.value(entry.state)
+                if pairwise is not None:
+                    entry.value = np.asarray(pairwise(entry.value, new), dtype=np.float32)
+                else:
+                    entry.state = agg.update(entry.state, new)
+                    entry.value = agg.value(entry.state)
                 entry.chunk = chunk_id
                 merged += 1
         return MergeStats(chunk.shape[0], stale, merged, appended, chunk_id)
@@ -146,7 +158,14 @@ class ActionQueue:
         """Execute the next action (see module doc for the clocked form ``now=t``)."""
         if now is not None:
             now = int(now)
-            for label in [lb for lb in self._entries if lb < now]:
+            # Every queued label is > self._passed (merge drops the rest), so only labels in
+            # (passed, now) can have expired: O(1) per step in the usual now == passed + 1 case.
+            lo = self._passed + 1
+            if now - lo <= len(self._entries):
+                passed_labels = [lb for lb in range(lo, now) if lb in self._entries]
+            else:
+                passed_labels = [lb for lb in self._entries if lb < now]
+            for label in passed_labels:
                 del self._entries[label]
                 self.expired += 1
             entry = self._entries.pop(now, None)
