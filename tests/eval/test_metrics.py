@@ -62,3 +62,23 @@ def test_summarize_counts_success_only_for_steps():
     assert s["success_rate"] == 0.5 and s["n_episodes"] == 2
     assert s["steps_to_success"]["n"] == 1 and s["steps_to_success"]["mean"] == 3
     assert s["steps"]["mean"] == 3
+
+
+def test_combine_merges_seed_splits(tmp_path):
+    import json
+
+    from chunkwise.eval.metrics import EpisodeMetrics
+    from chunkwise.eval.report import combine
+
+    def ep(seed, success):
+        return EpisodeMetrics(seed, success, 1.0, 10, 10 if success else None, 0, 1, 0, None, 0.1, 0.2, 1.0).to_dict()
+
+    for name, seeds in [("a", [0, 1]), ("b", [2])]:
+        (tmp_path / name).mkdir()
+        rows = [{"task": "t", "strategy": "sync", "delay": 0, "summary": {}, "episodes": [ep(s, s != 1) for s in seeds]}]
+        (tmp_path / name / "results.json").write_text(json.dumps({"rows": rows}))
+    rows = combine([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert len(rows) == 1 and rows[0]["summary"]["n_episodes"] == 3
+    assert rows[0]["summary"]["success_rate"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="duplicate episode seeds"):
+        combine([str(tmp_path / "a"), str(tmp_path / "a")])

@@ -115,13 +115,30 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
 
 
 def combine(result_dirs: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows of several sweep output dirs (e.g. one per task), in the given order."""
+    """Rows of several sweep output dirs, in first-seen order.
+
+    Dirs may split a sweep by task and/or by seeds (e.g. ``--seed=0 --n_episodes=30`` and
+    ``--seed=30 --n_episodes=20``): episodes of the same (task, strategy, delay) cell are
+    concatenated and the cell is summarized again. Duplicate seeds in a cell are an error.
+    """
     import json
     from pathlib import Path
 
-    rows: list[dict[str, Any]] = []
+    from chunkwise.eval.metrics import EpisodeMetrics, summarize
+
+    cells: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for d in result_dirs:
-        rows += json.loads((Path(d) / "results.json").read_text())["rows"]
+        for row in json.loads((Path(d) / "results.json").read_text())["rows"]:
+            key = (row["task"], row["strategy"], int(row["delay"]))
+            cells.setdefault(key, []).extend(row["episodes"])
+    rows = []
+    for (task, strategy, delay), eps in cells.items():
+        seeds = [e["seed"] for e in eps]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"cell {task}/{strategy}/d={delay} has duplicate episode seeds across inputs")
+        eps = sorted(eps, key=lambda e: e["seed"])
+        rows.append({"task": task, "strategy": strategy, "delay": delay,
+                     "summary": summarize([EpisodeMetrics(**e) for e in eps]), "episodes": eps})
     return rows
 
 
