@@ -97,7 +97,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
                 if key == "success_rate":
                     lo = [f[key] - f["success_ci_low"] for d, f in pts if f[key] is not None]
                     hi = [f["success_ci_high"] - f[key] for d, f in pts if f[key] is not None]
-                    ax.errorbar(xo, ys, yerr=[lo, hi], capsize=2, **style)
+                    ax.errorbar(xo, ys, yerr=[lo, hi], capsize=2, elinewidth=0.7, **style)
                     ax.set_ylim(-0.03, 1.03)
                 else:
                     ax.plot(xo, ys, **style)
@@ -108,8 +108,10 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
             if i == len(panels) - 1:
                 ax.set_xlabel("inference delay d (control steps)")
             ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
+    fig.suptitle("success rate (Wilson 95% CI), steps to success, seam discontinuity vs inference delay", fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
