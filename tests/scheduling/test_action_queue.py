@@ -69,6 +69,10 @@ def test_bad_inputs():
         q.merge(np.zeros((2, 3)), 0)
     with pytest.raises(ValueError):
         q.peek(-1)
+    q4 = ActionQueue(action_dim=4)
+    assert q4.peek(3).shape == (0, 4)
+    with pytest.raises(ValueError, match="action dim 2 != queued action dim 4"):
+        q4.merge(np.zeros((2, 2)), 0)
 
 
 @pytest.mark.parametrize(

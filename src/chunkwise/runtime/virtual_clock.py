@@ -100,7 +100,7 @@ class VirtualClockExecutor:
         config.check_chunk_size(meta.chunk_size)
         if meta.action_dim != env.action_dim:
             raise ValueError(f"policy action_dim {meta.action_dim} != env action_dim {env.action_dim}")
-        self.queue = ActionQueue(config.aggregate_fn_name, **config.aggregate_params())
+        self.queue = ActionQueue(config.aggregate_fn_name, action_dim=env.action_dim, **config.aggregate_params())
         self.filter = ObservationFilter(config.observation_filter, config.observation_filter_atol)
         self._use_prefix = bool(config.prefix and meta.uses_prefix)
 

@@ -75,7 +75,13 @@ class _Entry:
 class ActionQueue:
     """Timestep-labelled action queue with a pluggable aggregate function (see module doc)."""
 
-    def __init__(self, aggregate_fn: str | Aggregator = "latest_only", **aggregate_params: Any) -> None:
+    def __init__(
+        self, aggregate_fn: str | Aggregator = "latest_only", action_dim: int | None = None, **aggregate_params: Any
+    ) -> None:
+        """``action_dim`` (optional) is checked on every merge and shapes an empty ``peek``."""
+        if action_dim is not None and action_dim <= 0:
+            raise ValueError(f"action_dim must be positive, got {action_dim}")
+        self.action_dim = action_dim
         if isinstance(aggregate_fn, Aggregator):
             if aggregate_params:
                 raise ValueError("aggregate parameters are only accepted with an aggregate name")
@@ -114,8 +120,10 @@ class ActionQueue:
         chunk = np.array(chunk, dtype=np.float32, copy=True)
         if chunk.ndim != 2:
             raise ValueError(f"chunk must be (H, A), got shape {chunk.shape}")
-        if self._entries:
+        a_dim = self.action_dim
+        if a_dim is None and self._entries:
             a_dim = next(iter(self._entries.values())).value.shape[-1]
+        if a_dim is not None:
             if chunk.shape[1] != a_dim:
                 raise ValueError(f"chunk action dim {chunk.shape[1]} != queued action dim {a_dim}")
         floor = self._passed + 1  # smallest label that is not in the past
@@ -189,8 +197,7 @@ class ActionQueue:
             raise ValueError(f"peek(n) needs n >= 0, got {n}")
         labels = self._sorted_labels()[:n]
         if not labels:
-            a_dim = next(iter(self._entries.values())).value.shape[-1] if self._entries else 0
-            return np.zeros((0, a_dim), dtype=np.float32)
+            return np.zeros((0, self.action_dim or 0), dtype=np.float32)
         return np.stack([self._entries[lb].value for lb in labels]).astype(np.float32, copy=True)
 
     def leftover(self) -> list[TimedAction]:
