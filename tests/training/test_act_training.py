@@ -198,3 +198,30 @@ def test_cli_collect_train_eval_end_to_end(tmp_path, capsys) -> None:
     # bad input through the CLI: a clear message, non-zero exit
     assert main(["--dataset.root=/nonexistent/ds", f"--output_dir={tmp_path / 'x'}"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_in_training_eval_matches_the_runtime_executor() -> None:
+    """evaluate_sync (VirtualClockExecutor, sync, d=0) == the fallback loop, step for step."""
+    from chunkwise.envs import MetaWorldEnvConfig
+    from chunkwise.training.rollout import evaluate_loop, evaluate_sync
+
+    from chunkwise.policies.common.trainable import DatasetInfo
+    from chunkwise.types import FeatureSpec
+
+    policy = config(Path("unused"), 1).policy
+    info = DatasetInfo(
+        observation_spec={"observation.state": FeatureSpec((39,), "float32")}, action_dim=4, fps=80.0,
+        stats={"observation.state": {"mean": np.zeros(39, np.float32), "std": np.ones(39, np.float32)},
+               "action": {"mean": np.zeros(4, np.float32), "std": np.full(4, 0.5, np.float32)}},
+    )
+    torch.manual_seed(0)
+    act = policy.make_policy(info)
+    env_cfg = MetaWorldEnvConfig(task="reach-v3", max_episode_steps=30)
+    a = evaluate_sync(act, env_cfg, n_episodes=2, n_action_steps=3)
+    env = env_cfg.make()
+    try:
+        b = evaluate_loop(act, env, 2, 3, seed_offset=100_000)
+    finally:
+        env.close()
+    assert (a.success_rate, a.mean_steps) == (b.success_rate, b.mean_steps) and a.mean_steps == 30
+    assert a.mean_return == pytest.approx(b.mean_return, rel=1e-6)

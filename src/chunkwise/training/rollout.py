@@ -47,25 +47,48 @@ def evaluate_sync(
     env = env_cfg.make()
     try:
         check_compatible(policy.metadata, env)
-        successes, returns, steps = [], [], []
-        for ep in range(n_episodes):
-            policy.reset()
-            obs = env.reset(seed=seed_offset + ep)
-            total, success, t = 0.0, False, 0
-            done = False
-            while not done and t < env.max_episode_steps:
-                chunk = policy.predict_chunk(stack_observations([obs]))[0]
-                for action in chunk[:n_action_steps]:
-                    obs, reward, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32))
-                    total += float(reward)
-                    success = success or bool(info.get("success", False))
-                    t += 1
-                    if terminated or truncated or t >= env.max_episode_steps:
-                        done = True
-                        break
-            successes.append(success)
-            returns.append(total)
-            steps.append(t)
-        return EvalResult(float(np.mean(successes)), float(np.mean(returns)), float(np.mean(steps)), n_episodes)
+        try:
+            from chunkwise.runtime.config import ExecutionConfig
+            from chunkwise.runtime.virtual_clock import VirtualClockExecutor
+        except ImportError:
+            return evaluate_loop(policy, env, n_episodes, n_action_steps, seed_offset)
+        cfg = ExecutionConfig(
+            strategy="sync",
+            actions_per_chunk=policy.metadata.chunk_size,
+            n_action_steps=n_action_steps,
+            record_trace=False,
+        )
+        executor = VirtualClockExecutor(env, policy, cfg, delay=0)
+        rollouts = [executor.run_episode(seed_offset + ep) for ep in range(n_episodes)]
+        return EvalResult(
+            float(np.mean([r.success for r in rollouts])),
+            float(np.mean([r.episode_return for r in rollouts])),
+            float(np.mean([r.steps for r in rollouts])),
+            n_episodes,
+        )
     finally:
         env.close()
+
+
+def evaluate_loop(policy, env, n_episodes: int, n_action_steps: int, seed_offset: int) -> EvalResult:
+    """The same schedule without the runtime package (kept so training never depends on it)."""
+    successes, returns, steps = [], [], []
+    for ep in range(n_episodes):
+        policy.reset()
+        obs = env.reset(seed=seed_offset + ep)
+        total, success, t = 0.0, False, 0
+        done = False
+        while not done and t < env.max_episode_steps:
+            chunk = policy.predict_chunk(stack_observations([obs]))[0]
+            for action in chunk[:n_action_steps]:
+                obs, reward, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32))
+                total += float(reward)
+                success = success or bool(info.get("success", False))
+                t += 1
+                if terminated or truncated or t >= env.max_episode_steps:
+                    done = True
+                    break
+        successes.append(success)
+        returns.append(total)
+        steps.append(t)
+    return EvalResult(float(np.mean(successes)), float(np.mean(returns)), float(np.mean(steps)), n_episodes)
