@@ -16,6 +16,7 @@ CriticType = Literal["chunk", "first_action"]
 QAggregation = Literal["min", "mean"]
 RewardType = Literal["sparse", "dense"]
 BCDecay = Literal["exponential", "linear", "constant"]
+BCLoss = Literal["mse", "nll"]
 
 
 def _check_choice(name: str, value: Any, literal: Any) -> None:
@@ -91,13 +92,22 @@ class SACConfig:
     # -0.5 per dim is the Q-chunking convention for the H*A-dim chunk distribution.
     target_entropy_per_dim: float = -0.5
     q_aggregation: QAggregation = "min"  # actor loss uses min or mean over the ensemble
+    # divide the actor's Q term by mean|Q| (detached; TD3+BC, Fujimoto & Gu 2021) so that
+    # bc_weight and the temperature mean the same thing whatever the reward scale
+    normalize_q: bool = True
     # add -alpha*log pi(A'|s') to the bootstrap value (SAC soft backup); off by default because
     # the chunk log-prob over H*A dims is large next to sparse per-step rewards
     backup_entropy: bool = False
     batch_size: int = 256
+    # critic-only updates before the actor/temperature start moving: a random critic's
+    # gradient would otherwise drag a BC-initialised actor away from the demonstrations
+    critic_warmup_steps: int = 0
     grad_clip_norm: float = 10.0  # 0 disables clipping
     # BC regularisation (seed 003): actor_loss = sac_loss + w(step) * bc_loss
     bc_weight: float = 1.0
+    # mse: ||tanh(mean) - a*||^2 (seed 003); nll: -log pi(a*|s) (Q-chunking's BC term; its
+    # gradient does not vanish when tanh saturates, which the Q term tends to cause)
+    bc_loss: BCLoss = "nll"
     bc_decay: BCDecay = "exponential"
     bc_decay_steps: int = 5000  # exponential: half-life-like scale; linear: steps to reach bc_min_weight
     bc_decay_rate: float = 0.5
@@ -110,6 +120,7 @@ class SACConfig:
         _check_choice("critic", self.critic, CriticType)
         _check_choice("q_aggregation", self.q_aggregation, QAggregation)
         _check_choice("bc_decay", self.bc_decay, BCDecay)
+        _check_choice("bc_loss", self.bc_loss, BCLoss)
         _check_positive("chunk_size", self.chunk_size)
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
@@ -117,7 +128,7 @@ class SACConfig:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         for name in ("actor_lr", "critic_lr", "temperature_lr", "init_temperature", "bc_decay_steps", "batch_size"):
             _check_positive(name, getattr(self, name))
-        for name in ("grad_clip_norm", "bc_weight", "bc_min_weight"):
+        for name in ("grad_clip_norm", "bc_weight", "bc_min_weight", "critic_warmup_steps"):
             _check_positive(name, getattr(self, name), allow_zero=True)
         if not 0.0 < self.bc_decay_rate <= 1.0:
             raise ValueError(f"bc_decay_rate must be in (0, 1], got {self.bc_decay_rate}")

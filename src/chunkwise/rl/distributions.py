@@ -47,13 +47,15 @@ class ChunkSample:
     actions:        (B, H, A) squashed sample in (-1, 1) (or tanh(mean) when deterministic)
     log_prob:       (B,)      joint log-prob of the chunk = log_prob_steps.sum(-1)
     log_prob_steps: (B, H)    per-step log-prob (sum over the A action dims)
-    mean_actions:   (B, H, A) tanh(mean): the deterministic chunk used for BC and evaluation
+    mean_actions:   (B, H, A) tanh(mean): the deterministic chunk used for evaluation
+    dist:           pre-squash (mean, log_std), each (B, H, A), when computed in one pass
     """
 
     actions: torch.Tensor
     log_prob: torch.Tensor
     log_prob_steps: torch.Tensor
     mean_actions: torch.Tensor
+    dist: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def sample_chunk(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool = False) -> ChunkSample:
@@ -63,4 +65,4 @@ def sample_chunk(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool 
     else:
         u = mean + torch.exp(log_std) * torch.randn_like(mean)
     lp_steps = tanh_gaussian_log_prob(u, mean, log_std).sum(-1)
-    return ChunkSample(torch.tanh(u), lp_steps.sum(-1), lp_steps, torch.tanh(mean))
+    return ChunkSample(torch.tanh(u), lp_steps.sum(-1), lp_steps, torch.tanh(mean), (mean, log_std))

@@ -102,19 +102,31 @@ class ChunkSAC:
         c_grad = self._clip(self.critic)
         self.critic_opt.step()
 
+        stats = {
+            "critic_loss": c_loss.item(),
+            "q_mean": q_pred.mean().item(),
+            "target_mean": target.mean().item(),
+            "critic_grad_norm": c_grad,
+        }
+        if self.step >= cfg.critic_warmup_steps:
+            stats.update(self._actor_step(b, state))
+        self._polyak()
+        self.step += 1
+        return stats
+
+    def _actor_step(self, b: Mapping[str, torch.Tensor], state: torch.Tensor) -> dict[str, float]:
+        cfg = self.cfg
         # actor: alpha * joint log-prob - agg Q, plus the decaying BC term on demo rows
         out = self.actor(b["obs"])
         self.critic.requires_grad_(False)  # the actor step must not leave grads in the critic
         q_pi = self.critic(state, self._critic_actions(out.actions))
         self.critic.requires_grad_(True)
-        sac = losses.actor_loss(out.log_prob, q_pi, self.temperature, cfg.q_aggregation)
+        sac = losses.actor_loss(out.log_prob, q_pi, self.temperature, cfg.q_aggregation, cfg.normalize_q)
         w_bc = cfg.bc_weight_at(self.step)
         is_demo = b.get("is_demo", torch.zeros(state.shape[0], device=self.device))
         bc = torch.zeros((), device=self.device)
         if w_bc > 0 and float(is_demo.sum()) > 0:
-            # non-autoregressive actors: tanh(mean) is already in ``out``; AR needs teacher forcing
-            pred = self.actor.bc_mean(b["obs"], b["chunk"]) if self._teacher_forced else out.mean_actions
-            bc = losses.bc_chunk_loss(pred, b["chunk"], b["step_mask"], is_demo)
+            bc = self._bc_loss(b, is_demo, out.dist if not self._teacher_forced else None)
         a_loss = sac + w_bc * bc
         self.actor_opt.zero_grad(set_to_none=True)
         a_loss.backward()
@@ -126,13 +138,7 @@ class ChunkSAC:
             self.alpha_opt.zero_grad(set_to_none=True)
             t_loss.backward()
             self.alpha_opt.step()
-
-        self._polyak()
-        self.step += 1
         return {
-            "critic_loss": c_loss.item(),
-            "q_mean": q_pred.mean().item(),
-            "target_mean": target.mean().item(),
             "actor_loss": a_loss.item(),
             "sac_loss": sac.item(),
             "bc_loss": bc.item(),
@@ -140,15 +146,23 @@ class ChunkSAC:
             "temperature": self.temperature.item(),
             "entropy": -out.log_prob.mean().item(),
             "temperature_loss": t_loss.item(),
-            "critic_grad_norm": c_grad,
             "actor_grad_norm": a_grad,
         }
 
+    def _bc_loss(
+        self, b: Mapping[str, torch.Tensor], rows: torch.Tensor, dist: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        # non-autoregressive actors reuse the distribution of the SAC sample; AR needs teacher forcing
+        mean, log_std = dist if dist is not None else self.actor.teacher_forced(b["obs"], b["chunk"])
+        if self.cfg.bc_loss == "nll":
+            return losses.bc_chunk_nll(mean, log_std, b["chunk"], b["step_mask"], rows)
+        return losses.bc_chunk_loss(torch.tanh(mean), b["chunk"], b["step_mask"], rows)
+
     def bc_update(self, batch: Mapping[str, Any]) -> dict[str, float]:
-        """Warm start: regress the actor's tanh(mean) chunk on demo chunks (all rows)."""
+        """Warm start: the BC loss (``bc_loss``) of the actor on demo chunks (all rows)."""
         b = _to_tensors(batch, self.device)
         ones = torch.ones(b["chunk"].shape[0], device=self.device)
-        loss = losses.bc_chunk_loss(self.actor.bc_mean(b["obs"], b["chunk"]), b["chunk"], b["step_mask"], ones)
+        loss = self._bc_loss(b, ones)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._clip(self.actor)

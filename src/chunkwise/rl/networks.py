@@ -92,10 +92,11 @@ class ChunkActor(_Normalizer):
         out = sample_chunk(mean, log_std, deterministic)
         return out if return_sequence else _first_step(out)
 
-    def bc_mean(self, obs: torch.Tensor, expert_chunk: torch.Tensor) -> torch.Tensor:
-        """tanh(mean) chunk used by the BC loss (teacher-forced for autoregressive actors)."""
+    def teacher_forced(self, obs: torch.Tensor, expert_chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-step (mean, log_std) given the expert's previous actions (BC); = distribution(obs)
+        for actors whose steps do not condition on each other."""
         del expert_chunk
-        return torch.tanh(self.distribution(obs)[0])
+        return self.distribution(obs)
 
 
 def _first_step(out: ChunkSample) -> ChunkSample:
@@ -210,11 +211,12 @@ class SequenceACTActor(ChunkActor):
         lp_steps = torch.stack(lps, 1)
         return ChunkSample(torch.stack(acts, 1), lp_steps.sum(-1), lp_steps, torch.stack(means, 1))
 
-    def bc_mean(self, obs: torch.Tensor, expert_chunk: torch.Tensor) -> torch.Tensor:
+    def teacher_forced(self, obs: torch.Tensor, expert_chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.autoregressive:
-            return super().bc_mean(obs, expert_chunk)
+            return super().teacher_forced(obs, expert_chunk)
         memory = self._memory(self.normalize(obs))
-        return torch.tanh(self._decode(self._teacher_tgt(expert_chunk), memory)[0])
+        mean, raw = self._decode(self._teacher_tgt(expert_chunk), memory)
+        return mean, self._squash_log_std(raw)
 
 
 def make_actor(kind: str, obs_dim: int, action_dim: int, chunk_size: int, cfg: ActorConfig) -> ChunkActor:
