@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "chunkwise.runtime.bench_scheduler",
         "scheduler overhead per control step vs a MetaWorld env step (target < 2%)",
     ),
+    "serve": ("chunkwise.serving.bench_serve", "PolicyServer latency/throughput vs gRPC echo, pickle and openpi patterns"),
     "rtc": (
         "chunkwise.policies.flow.bench_rtc",
         "flow policy time per chunk: plain vs RTC guidance (VJP per step) vs rtc_trained vs delta expert",

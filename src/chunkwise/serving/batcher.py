@@ -1,16 +1,25 @@
-"""Dynamic batching: requests from many sessions -> one ``predict_chunk`` on one thread.
+"""Dynamic batching: requests from many sessions -> one ``predict_chunk`` at a time.
 
-The single model worker takes the oldest request, then gathers more until the batch has
+Requests wait in one bounded FIFO queue. Exactly one thread at a time holds the model
+(a lock): the *leader*. It takes the oldest requests, gathers more until the batch has
 ``max_batch_size`` requests, or as many as there are recently active sessions (each
 session has about one request in flight, so waiting for more would only add latency),
-or ``max_wait_ms`` has passed since it picked the first one::
+or ``max_wait_ms`` has passed; runs one ``predict_chunk`` for all of them; hands every
+request its chunk; and gives up the model. Any request handler whose request is still
+queued when the model is free becomes the next leader::
 
-    worker:  [wait for 1st]--gather <= max_wait_ms--[predict_chunk(B)]--[wait ...]
-    queue:     r1 r2 r3 ...                              r4 r5 (queued meanwhile)
+    handler A:  enqueue -> lead: gather(A, B, C) -> predict_chunk(3) -> results -> reply A
+    handler B:  enqueue -> wait ........................................ -> reply B
+    handler C:  enqueue -> wait ........................................ -> reply C
+    handler D:        enqueue -> wait (model busy) ... lead: gather(D, ...) -> ...
+
+Why no dedicated model thread: the handler thread that finds the model idle runs it
+itself, which saves two thread hand-offs per request; a lone client pays no batching
+cost at all. ``predict_chunk`` still never runs concurrently with itself.
 
 Backpressure: the queue is bounded (``max_queue``); a full queue raises
-RESOURCE_EXHAUSTED at submit time. Requests whose deadline passed before the model got
-to them fail with DEADLINE_EXCEEDED; nothing is dropped silently.
+RESOURCE_EXHAUSTED at enqueue time. A request whose deadline passes before the model
+gets to it fails with DEADLINE_EXCEEDED; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -19,28 +28,16 @@ import collections
 import logging
 import threading
 import time
-from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import grpc
 import numpy as np
 
-from chunkwise.types import Prefix, stack_observations
 from chunkwise.serving.sessions import ServingError
+from chunkwise.types import Prefix, stack_observations
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class WorkItem:
-    obs: dict[str, Any]
-    prefix: Prefix | None
-    deadline: float  # time.monotonic()
-    enqueued: float = field(default_factory=time.monotonic)
-    future: Future = field(default_factory=Future)
-    cancelled: bool = False  # the caller gave up (deadline): skip it
-    alive: Callable[[], bool] | None = None  # False once the client disconnected
 
 
 @dataclass
@@ -50,6 +47,22 @@ class BatchResult:
     stack_ms: float
     model_ms: float
     batch_size: int
+
+
+@dataclass(eq=False)
+class WorkItem:
+    obs: dict[str, Any]
+    prefix: Prefix | None
+    deadline: float  # time.monotonic()
+    enqueued: float = field(default_factory=time.monotonic)
+    alive: Callable[[], bool] | None = None  # False once the client disconnected
+    result: BatchResult | None = None
+    error: ServingError | None = None
+    taken: bool = False  # a leader has it (it is no longer in the queue)
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None or self.error is not None
 
 
 class DynamicBatcher:
@@ -70,13 +83,29 @@ class DynamicBatcher:
         self.max_queue = max_queue
         self._expected = expected_batch or (lambda: max_batch_size)
         self._queue: collections.deque[WorkItem] = collections.deque()
-        self._cv = threading.Condition()
+        lock = threading.Lock()
+        self._cv = threading.Condition(lock)  # waiters for results / a free model
+        self._arrival = threading.Condition(lock)  # a gathering leader waits for new requests
+        self._model_busy = False
         self._stop = False
         self.batch_sizes: collections.Counter[int] = collections.Counter()
-        self._thread = threading.Thread(target=self._run, name="chunkwise-model-worker", daemon=True)
-        self._thread.start()
 
-    def submit(self, item: WorkItem) -> Future:
+    def queue_len(self) -> int:
+        with self._cv:
+            return len(self._queue)
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            for item in self._queue:
+                item.error = ServingError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+                item.taken = True
+            self._queue.clear()
+            self._cv.notify_all()
+            self._arrival.notify_all()
+
+    def process(self, item: WorkItem) -> BatchResult:
+        """Enqueue ``item`` and return its chunk (leading a batch if the model is free)."""
         with self._cv:
             if self._stop:
                 raise ServingError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
@@ -86,71 +115,79 @@ class DynamicBatcher:
                     f"request queue is full ({self.max_queue} waiting); retry with backoff",
                 )
             self._queue.append(item)
-            self._cv.notify()
-        return item.future
-
-    def queue_len(self) -> int:
-        with self._cv:
-            return len(self._queue)
-
-    def close(self, timeout: float = 5.0) -> None:
-        with self._cv:
-            self._stop = True
-            pending = list(self._queue)
-            self._queue.clear()
-            self._cv.notify_all()
-        for item in pending:
-            _fail(item.future, ServingError(grpc.StatusCode.UNAVAILABLE, "server is shutting down"))
-        self._thread.join(timeout)
-
-    # ------------------------------------------------------------------ worker
-
-    def _take_batch(self) -> list[WorkItem]:
-        with self._cv:
-            while not self._queue and not self._stop:
-                self._cv.wait()
-            if self._stop:
-                return []
-            batch = [self._queue.popleft()]
-            want = max(1, min(self.max_batch_size, self._expected()))
-            t_end = time.monotonic() + self.max_wait_s
-            while len(batch) < want:
-                if self._queue:
-                    batch.append(self._queue.popleft())
+            self._arrival.notify()  # a gathering leader may be waiting for exactly this
+            while not item.done:
+                if not self._model_busy and not item.taken:
+                    self._lead()  # returns with the lock held and the model free again
                     continue
-                remaining = t_end - time.monotonic()
-                if remaining <= 0 or self._stop:
-                    break
-                self._cv.wait(remaining)
-            # Anything else already waiting rides along (up to the limit): free throughput.
-            while self._queue and len(batch) < self.max_batch_size:
-                batch.append(self._queue.popleft())
-            return batch
-
-    def _run(self) -> None:
-        while True:
-            batch = self._take_batch()
-            if not batch:
-                return
-            now = time.monotonic()
-            live: list[WorkItem] = []
-            for item in batch:
-                if item.cancelled or (item.alive is not None and not item.alive()):
-                    item.future.cancel()
-                elif now > item.deadline:
-                    _fail(
-                        item.future,
-                        ServingError(
-                            grpc.StatusCode.DEADLINE_EXCEEDED,
-                            f"request waited {1000 * (now - item.enqueued):.1f} ms in the queue and missed its deadline",
-                        )
+                remaining = item.deadline - time.monotonic()
+                if remaining <= 0 and not item.taken:
+                    self._queue.remove(item)
+                    item.error = ServingError(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"request waited {1000 * (time.monotonic() - item.enqueued):.1f} ms in the queue "
+                        f"({len(self._queue)} others waiting) and missed its deadline",
                     )
-                else:
-                    live.append(item)
-            if live:
-                self._run_batch(live, now)
+                    break
+                # A taken item finishes with its batch; keep waiting for it.
+                self._cv.wait(remaining if remaining > 0 and not item.taken else 1.0)
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None
+        return item.result
 
-    def _run_batch(self, items: list[WorkItem], t_start: float) -> None:
+    # ------------------------------------------------------------------ leader
+
+    def _lead(self) -> None:
+        """Called with ``_cv`` held; gathers a batch, runs it without the lock, distributes."""
+        self._model_busy = True
+        try:
+            batch = self._gather()
+        except BaseException:
+            self._model_busy = False
+            raise
+        self._cv.release()
+        try:
+            self._run_batch(batch)
+        finally:
+            self._cv.acquire()
+            self._model_busy = False
+            self._cv.notify_all()  # results are in; a queued waiter may lead next
+
+    def _take(self, batch: list[WorkItem], now: float) -> None:
+        item = self._queue.popleft()
+        item.taken = True
+        if item.alive is not None and not item.alive():
+            item.error = ServingError(grpc.StatusCode.CANCELLED, "client went away")
+        elif now > item.deadline:
+            item.error = ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"request waited {1000 * (now - item.enqueued):.1f} ms in the queue and missed its deadline",
+            )
+        else:
+            batch.append(item)
+
+    def _gather(self) -> list[WorkItem]:
+        batch: list[WorkItem] = []
+        now = time.monotonic()
+        while self._queue and len(batch) < self.max_batch_size:
+            self._take(batch, now)
+        want = max(1, min(self.max_batch_size, self._expected()))
+        t_end = now + self.max_wait_s
+        while batch and len(batch) < want and not self._stop:
+            remaining = t_end - time.monotonic()
+            if remaining <= 0:
+                break
+            self._arrival.wait(remaining)
+            now = time.monotonic()
+            while self._queue and len(batch) < self.max_batch_size:
+                self._take(batch, now)
+        return batch
+
+    def _run_batch(self, items: list[WorkItem]) -> None:
+        if not items:
+            return
+        t_start = time.monotonic()
         try:
             t0 = time.perf_counter()
             obs = stack_observations([it.obs for it in items])
@@ -161,28 +198,18 @@ class DynamicBatcher:
             actions = np.asarray(actions, dtype=np.float32)
             if actions.ndim != 3 or actions.shape[0] != len(items):
                 raise RuntimeError(f"policy returned shape {actions.shape} for a batch of {len(items)}")
-        except Exception as exc:  # a policy bug must not kill the worker
+        except Exception as exc:  # a policy bug must not take the server down
             log.exception("predict_chunk failed for a batch of %d", len(items))
             err = ServingError(grpc.StatusCode.INTERNAL, f"policy failed: {type(exc).__name__}: {exc}")
             for it in items:
-                _fail(it.future, err)
+                it.error = err
             return
         self.batch_sizes[len(items)] += 1
         for i, it in enumerate(items):
-            if it.future.set_running_or_notify_cancel():
-                it.future.set_result(
-                    BatchResult(
-                        actions=actions[i],
-                        queue_wait_ms=1000 * (t_start - it.enqueued),
-                        stack_ms=1000 * (t1 - t0),
-                        model_ms=1000 * (t2 - t1),
-                        batch_size=len(items),
-                    )
-                )
-
-
-def _fail(future: Future, err: Exception) -> None:
-    try:
-        future.set_exception(err)
-    except InvalidStateError:  # the caller cancelled it meanwhile
-        pass
+            it.result = BatchResult(
+                actions=actions[i],
+                queue_wait_ms=1000 * (t_start - it.enqueued),
+                stack_ms=1000 * (t1 - t0),
+                model_ms=1000 * (t2 - t1),
+                batch_size=len(items),
+            )

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import CancelledError
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Iterator
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from chunkwise.policies.base import Policy
-from chunkwise.serving.batcher import BatchResult, DynamicBatcher, WorkItem
+from chunkwise.serving.batcher import DynamicBatcher, WorkItem
 from chunkwise.serving.sessions import ServingError, SessionTable
 from chunkwise.types import TASK, check_observation
 from chunkwise.wire import chunkwise_pb2 as pb
@@ -158,18 +156,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         timeout = self.request_timeout_s if remaining is None else min(remaining, self.request_timeout_s)
         item = WorkItem(obs=obs, prefix=prefix, deadline=time.monotonic() + timeout, alive=context.is_active)
         preprocess_ms = 1000 * (time.perf_counter() - t0)
-        future = self.batcher.submit(item)
-        try:
-            result: BatchResult = future.result(timeout=max(timeout, 0.0))
-        except FutureTimeout:
-            item.cancelled = True
-            future.cancel()
-            raise ServingError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no chunk within {1000 * timeout:.0f} ms (queue length {self.batcher.queue_len()})",
-            ) from None
-        except CancelledError:
-            raise ServingError(grpc.StatusCode.CANCELLED, "request cancelled by the client") from None
+        result = self.batcher.process(item)
         t_post = time.perf_counter()
         reply = pb.ChunkReply(
             session_id=request.session_id,

@@ -1,0 +1,418 @@
+"""``chunkwise bench serve``: PolicyServer latency/throughput vs other transports, same run.
+
+Measured on loopback, every server in its own process, clients in this process:
+
+1. latency, batch 1, one client, sequential requests: round trip minus the server's
+   reported model time, for a state-only observation (39 float32) and for state + two
+   224x224x3 uint8 images; p50 / p99 over ``n_requests``;
+2. throughput: requests/s with 1, 8, 32 concurrent clients (one connection each, one
+   request in flight each) for ``duration_s``; batch sizes chunkwise achieved;
+3. optional soak (``--soak_seconds``): 32 streaming sessions against an echo policy,
+   every reply checked (lost / duplicated / misdelivered / non-monotone).
+
+Compared against (from ``benchmarks/`` in the repo, outside the package): a bare gRPC
+echo of the same payload (transport floor), the LeRobot pattern (pickled payloads over
+gRPC, one request at a time) and the openpi pattern (websocket + msgpack-numpy, client
+from the ``openpi-client`` package). All servers run the same policy: a small torch MLP
+(``--hidden``) padded to ``--model_ms`` per call, standing in for an accelerator whose
+forward time barely depends on small batch sizes; latency runs use ``model_ms=0``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import draccus
+import numpy as np
+
+from chunkwise.serving.process import ServerProcess
+
+STATE_DIM, ACTION_DIM, CHUNK = 39, 4, 50
+
+
+@dataclass
+class BenchServeConfig:
+    n_requests: int = 300  # latency samples per pattern and payload
+    duration_s: float = 3.0  # per throughput point
+    clients: list[int] = field(default_factory=lambda: [1, 8, 32])
+    model_ms: float = 5.0  # fixed per-call model time in the throughput runs
+    hidden: int = 256
+    max_wait_ms: float = 2.0
+    soak_seconds: float = 0.0  # > 0: also run the 32-client soak for this long
+    soak_clients: int = 32
+    benchmarks_dir: str = ""  # default: <repo>/benchmarks
+    patterns: list[str] = field(default_factory=lambda: ["echo", "chunkwise", "pickle", "openpi"])
+    output: str = ""  # write all numbers as JSON here
+    nice: int = 0
+
+    def __post_init__(self) -> None:
+        valid = {"echo", "chunkwise", "pickle", "openpi"}
+        bad = set(self.patterns) - valid
+        if bad:
+            raise ValueError(f"unknown patterns {sorted(bad)}; valid: {sorted(valid)}")
+        if self.n_requests < 10 or self.duration_s <= 0 or not self.clients or min(self.clients) < 1:
+            raise ValueError("n_requests >= 10, duration_s > 0 and clients >= 1 are required")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _obs(images: bool, t: int = 0) -> dict[str, Any]:
+    rng = np.random.default_rng(t)
+    obs: dict[str, Any] = {"observation.state": rng.standard_normal(STATE_DIM).astype(np.float32), "task": "push"}
+    if images:
+        for c in range(2):
+            obs[f"observation.images.cam{c}"] = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    return obs
+
+
+def _load(bench_dir: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"chunkwise_bench_{name}", bench_dir / f"{name}.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class _Script:
+    """A benchmarks/<name>.py server process printing 'listening on port N'."""
+
+    def __init__(self, path: Path, args: list[str], nice: int) -> None:
+        cmd = [sys.executable, str(path), "--port=0", *args]
+        if nice:
+            cmd = ["nice", "-n", str(nice), *cmd]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        lines = []
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            lines.append(line)
+            m = re.search(r"listening on port (\d+)", line)
+            if m:
+                self.address = f"127.0.0.1:{m.group(1)}"
+                threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+                return
+        raise RuntimeError(f"{path.name} did not start:\n{''.join(lines)}")
+
+    def __enter__(self) -> "_Script":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _pct(xs: list[float]) -> dict[str, float]:
+    a = np.asarray(xs, dtype=np.float64)
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "n": len(xs)}
+
+
+# ---------------------------------------------------------------------------- clients
+# Each factory returns (call(t) -> model_ms reported by the server, close()).
+
+
+def _chunkwise_client(address: str, images: bool, stream: bool, session: str) -> tuple[Callable, Callable]:
+    import queue as queue_mod
+
+    from chunkwise.clients.remote_policy import RemotePolicy
+    from chunkwise.wire.codec import decode_tensor, encode_request
+
+    rp = RemotePolicy(address, session_id=session)
+    rp.ensure_session(session)
+    obs = _obs(images)
+    batch_sizes: list[int] = []
+    if not stream:
+        def call(t: int) -> float:
+            r = rp.infer(encode_request(obs, session_id=session, episode_id=rp.episode_id, timestep=t))
+            decode_tensor(r.actions)
+            batch_sizes.append(r.timings.batch_size)
+            return r.timings.model_ms
+        call.batch_sizes = batch_sizes  # type: ignore[attr-defined]
+        return call, rp.close
+    q: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
+    replies = rp.open_stream(iter(q.get, None))
+
+    def call_s(t: int) -> float:
+        q.put(encode_request(obs, session_id=session, episode_id=rp.episode_id, timestep=t))
+        r = next(replies)
+        if r.error.code:
+            raise RuntimeError(r.error.message)
+        decode_tensor(r.actions)
+        batch_sizes.append(r.timings.batch_size)
+        return r.timings.model_ms
+
+    def close() -> None:
+        q.put(None)
+        rp.close()
+
+    call_s.batch_sizes = batch_sizes  # type: ignore[attr-defined]
+    return call_s, close
+
+
+def _echo_client(mod: Any, address: str, images: bool) -> tuple[Callable, Callable]:
+    from chunkwise.wire.codec import encode_request
+
+    payload = encode_request(_obs(images), session_id="echo", episode_id=0, timestep=0).SerializeToString()
+    channel, rpc = mod.make_client(address)
+
+    def call(t: int) -> float:
+        rpc(payload, timeout=30)
+        return 0.0
+
+    return call, channel.close
+
+
+def _pickle_client(mod: Any, address: str, images: bool) -> tuple[Callable, Callable]:
+    c = mod.PickleClient(address)
+    obs = _obs(images)
+
+    def call(t: int) -> float:
+        return float(c.infer(obs, t)["model_ms"])
+
+    return call, c.close
+
+
+def _openpi_client(mod: Any, address: str, images: bool) -> tuple[Callable, Callable]:
+    c = mod.make_client(address)
+    obs = _obs(images)
+
+    def call(t: int) -> float:
+        return float(c.infer(obs)["server_timing"]["infer_ms"])
+
+    return call, lambda: c._ws.close()
+
+
+# ---------------------------------------------------------------------------- measurements
+
+
+def _latency_samples(call: Callable, t0: int, n: int, over: list[float]) -> None:
+    for t in range(t0, t0 + n):
+        start = time.perf_counter()
+        model_ms = call(t)
+        over.append(1000 * (time.perf_counter() - start) - model_ms)
+
+
+def _throughput_round(clients: list[tuple[Callable, Callable]], duration_s: float, t_base: int) -> tuple[int, float, list[str]]:
+    """All clients call as fast as they can for ``duration_s``; returns (requests, elapsed, errors)."""
+    n = len(clients)
+    counts = [0] * n
+    errors: list[str] = []
+    start = threading.Barrier(n + 1)
+    stop_at = [0.0]
+
+    def run(i: int) -> None:
+        call = clients[i][0]
+        start.wait()
+        t = t_base
+        try:
+            while time.monotonic() < stop_at[0]:
+                call(t)
+                t += 1
+                counts[i] += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for th in threads:
+        th.start()
+    stop_at[0] = time.monotonic() + duration_s
+    t0 = time.monotonic()
+    start.wait()
+    for th in threads:
+        th.join(duration_s + 30)
+    return sum(counts), time.monotonic() - t0, errors
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def _servers(cfg: BenchServeConfig, bench_dir: Path, cameras: int, model_ms: float):  # noqa: ANN202
+    """Context managers for each pattern's server with this policy config."""
+    common = [f"--model_ms={model_ms}", f"--cameras={cameras}", f"--chunk_size={CHUNK}", f"--state_dim={STATE_DIM}",
+              f"--action_dim={ACTION_DIM}", f"--hidden={cfg.hidden}"]
+    ours = ServerProcess(
+        ["--policy.type=mlp", f"--policy.model_ms={model_ms}", f"--policy.cameras={cameras}",
+         f"--policy.state_dim={STATE_DIM}", f"--policy.action_dim={ACTION_DIM}", f"--policy.chunk_size={CHUNK}",
+         f"--policy.hidden={cfg.hidden}", f"--max_wait_ms={cfg.max_wait_ms}", "--max_message_bytes=4194304"],
+        nice=cfg.nice, lifetime_s=600,
+    )
+    reply_bytes = 40 + CHUNK * ACTION_DIM * 4
+    return {
+        "chunkwise": lambda: ours,
+        "echo": lambda: _Script(bench_dir / "echo_server.py", [f"--reply_bytes={reply_bytes}"], cfg.nice),
+        "pickle": lambda: _Script(bench_dir / "pickle_pattern.py", common, cfg.nice),
+        "openpi": lambda: _Script(bench_dir / "openpi_pattern.py", common, cfg.nice),
+    }
+
+
+def _client_factory(pattern: str, mods: dict[str, Any], address: str, images: bool, stream: bool = False):  # noqa: ANN202
+    if pattern == "chunkwise":
+        return lambda i=0: _chunkwise_client(address, images, stream, session=f"bench-{images}-{stream}-{i}")
+    if pattern == "echo":
+        return lambda i=0: _echo_client(mods["echo_server"], address, images)
+    if pattern == "pickle":
+        return lambda i=0: _pickle_client(mods["pickle_pattern"], address, images)
+    return lambda i=0: _openpi_client(mods["openpi_pattern"], address, images)
+
+
+def run(cfg: BenchServeConfig) -> dict[str, Any]:
+    """All servers of a phase run at once and are measured in interleaved rounds, so a
+    load change on the machine affects every pattern alike."""
+    bench_dir = Path(cfg.benchmarks_dir) if cfg.benchmarks_dir else Path(__file__).resolve().parents[3] / "benchmarks"
+    patterns = list(cfg.patterns)
+    mods: dict[str, Any] = {}
+    if set(patterns) - {"chunkwise"}:
+        if not bench_dir.is_dir():
+            print(f"bench serve: {bench_dir} not found (it lives in the repo, not the wheel); "
+                  "comparing nothing but chunkwise")
+            patterns = ["chunkwise"]
+        else:
+            for name in ("echo_server", "pickle_pattern", "openpi_pattern"):
+                mods[name] = _load(bench_dir, name)
+    if "openpi" in patterns:
+        try:
+            import openpi_client.websocket_client_policy  # noqa: F401
+        except ImportError as e:
+            print(f"bench serve: openpi-client not importable ({e}); "
+                  "`pip install --no-deps openpi-client msgpack websockets` to include it")
+            patterns.remove("openpi")
+    from contextlib import ExitStack
+
+    from tqdm import tqdm
+
+    results: dict[str, Any] = {"config": vars(cfg) | {"patterns": patterns}, "latency": {}, "throughput": {},
+                               "load_average": os.getloadavg()}
+    rounds = 5
+    # 1. latency, batch 1, one client per pattern
+    for images in (False, True):
+        payload = "images" if images else "state"
+        with ExitStack() as stack:
+            servers = _servers(cfg, bench_dir, cameras=2 if images else 0, model_ms=0.0)
+            clients: dict[str, tuple[Callable, Callable]] = {}
+            for pattern in patterns:
+                srv = stack.enter_context(servers[pattern]())
+                if pattern == "chunkwise":
+                    for stream in (False, True):
+                        name = "chunkwise_stream" if stream else "chunkwise_infer"
+                        clients[name] = _client_factory(pattern, mods, srv.address, images, stream)()
+                else:
+                    clients[pattern] = _client_factory(pattern, mods, srv.address, images)()
+            samples: dict[str, list[float]] = {k: [] for k in clients}
+            for name, (call, _) in clients.items():
+                for t in range(20):  # warm up
+                    call(t)
+            per_round = max(cfg.n_requests // rounds, 2)
+            for r in tqdm(range(rounds), desc=f"latency {payload}", unit="round"):
+                for name, (call, _) in clients.items():
+                    _latency_samples(call, 100 + r * per_round, per_round, samples[name])
+            for name, (_, close) in clients.items():
+                close()
+                results["latency"].setdefault(name, {})[payload] = {"overhead": _pct(samples[name])}
+    # 2. throughput with a fixed per-call model time (echo has no model: skipped)
+    tp_patterns = [p for p in patterns if p != "echo"]
+    with ExitStack() as stack:
+        servers = _servers(cfg, bench_dir, cameras=0, model_ms=cfg.model_ms)
+        addresses = {p: stack.enter_context(servers[p]()).address for p in tp_patterns}
+        for n in tqdm(cfg.clients, desc="throughput", unit="n_clients"):
+            pools = {p: [_client_factory(p, mods, addresses[p], False, stream=True)(i) for i in range(n)]
+                     for p in tp_patterns}
+            acc = {p: [0, 0.0, []] for p in tp_patterns}
+            for r in range(rounds):
+                for p in tp_patterns:
+                    k, el, errs = _throughput_round(pools[p], cfg.duration_s / rounds, 1000 + r * 100000)
+                    acc[p][0] += k
+                    acc[p][1] += el
+                    acc[p][2] += errs
+            for p in tp_patterns:
+                sizes: dict[int, int] = {}
+                for call, close in pools[p]:
+                    for b in getattr(call, "batch_sizes", []):
+                        sizes[b] = sizes.get(b, 0) + 1
+                    close()
+                mean_batch = sum(k * v for k, v in sizes.items()) / max(sum(sizes.values()), 1) if sizes else None
+                results["throughput"].setdefault(p, {})[str(n)] = {
+                    "requests_per_s": acc[p][0] / acc[p][1], "requests": acc[p][0], "errors": acc[p][2][:3],
+                    "mean_batch": mean_batch, "max_batch": max(sizes) if sizes else None,
+                }
+    # 3. soak
+    if cfg.soak_seconds > 0:
+        from chunkwise.serving.soak import run_soak
+
+        with ServerProcess(["--policy.type=echo", "--policy.chunk_size=10"], nice=cfg.nice,
+                           lifetime_s=cfg.soak_seconds + 120) as srv:
+            res = run_soak(srv.address, n_clients=cfg.soak_clients, seconds=cfg.soak_seconds)
+        results["soak"] = {**vars(res), "ok": res.ok, "summary": res.summary()}
+    results["load_average_end"] = os.getloadavg()
+    return results
+
+
+def format_results(r: dict[str, Any]) -> str:
+    lat, tp = r["latency"], r["throughput"]
+    model_ms = r["config"]["model_ms"]
+    lines = [f"load average at start/end: {r['load_average'][0]:.1f} / {r['load_average_end'][0]:.1f} "
+             f"({os.cpu_count()} CPUs)", "", "latency, batch 1, one client: round trip minus server model time (ms)",
+             f"{'pattern':<20}{'state p50':>11}{'state p99':>11}{'images p50':>12}{'images p99':>12}"]
+    for name, d in lat.items():
+        cells = []
+        for payload, width in (("state", 11), ("images", 12)):
+            o = d.get(payload, {}).get("overhead", {})
+            cells += [f"{o.get('p50', float('nan')):>{width}.3f}", f"{o.get('p99', float('nan')):>{width}.3f}"]
+        lines.append(f"{name:<20}" + "".join(cells))
+    lines += ["", f"throughput: requests/s (policy: MLP padded to {model_ms} ms per call)",
+              f"{'pattern':<20}" + "".join(f"{n + ' clients':>14}" for n in map(str, r['config']['clients'])) + "   mean/max batch @max"]
+    for name, d in tp.items():
+        last = d[str(r["config"]["clients"][-1])]
+        mb = f"{last['mean_batch']:.1f}/{last['max_batch']}" if last["mean_batch"] else "1/1"
+        lines.append(f"{name:<20}" + "".join(f"{d[str(n)]['requests_per_s']:>14.0f}" for n in r["config"]["clients"]) + f"   {mb}")
+    lines += ["", "ratios (chunkwise / other; targets in brackets)"]
+
+    def ov(name: str, payload: str) -> float | None:
+        return lat.get(name, {}).get(payload, {}).get("overhead", {}).get("p50")
+
+    for payload in ("state", "images"):
+        ours = ov("chunkwise_infer", payload)
+        ours_s = ov("chunkwise_stream", payload)
+        for other, target in (("echo", "<= 1.5" if payload == "state" else ""), ("pickle", "< 1"), ("openpi", "")):
+            o = ov(other, payload)
+            if ours is not None and o:
+                t = f"   [{target}]" if target else ""
+                lines.append(f"p50 overhead {payload:<6} vs {other:<7}: Infer {ours / o:5.2f}x   Stream {ours_s / o:5.2f}x{t}")
+    nmax = str(r["config"]["clients"][-1])
+    ours_tp = tp.get("chunkwise", {}).get(nmax, {}).get("requests_per_s")
+    for other, target in (("pickle", ">= 8"), ("openpi", "")):
+        o = tp.get(other, {}).get(nmax, {}).get("requests_per_s")
+        if ours_tp and o:
+            t = f"   [{target}]" if target else ""
+            lines.append(f"requests/s with {nmax} clients vs {other:<7}: {ours_tp / o:6.2f}x{t}")
+    if "soak" in r:
+        lines += ["", r["soak"]["summary"], f"soak ok: {r['soak']['ok']}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    cfg = draccus.parse(BenchServeConfig, args=argv)
+    results = run(cfg)
+    print(format_results(results))
+    if cfg.output:
+        out = Path(cfg.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(json.dumps(results, indent=2, default=str))
+        os.replace(tmp, out)
+        print(f"wrote {out}")
+    if "soak" in results and not results["soak"]["ok"]:
+        return 1
+    return 0
