@@ -133,6 +133,14 @@ def run_training(cfg: TrainConfig, dataset: Any = None) -> dict[str, Any]:
         policy = policy_cfg.make_policy(info)
     n_params = sum(p.numel() for p in policy.parameters())
 
+    if cfg.env is not None:  # fail now, not at the first evaluation minutes from now
+        from chunkwise.policies.common.compat import check_compatible
+
+        env = cfg.env.make()
+        try:
+            check_compatible(policy.metadata, env)
+        finally:
+            env.close()
     evaluate = None
     if cfg.env is not None and cfg.eval_every > 0:
         from chunkwise.training.rollout import evaluate_sync
@@ -180,7 +188,7 @@ def main(argv: list[str]) -> int:
     except NonFiniteLossError as err:
         print(f"chunkwise train: stopped: {err}. The last good checkpoint is kept in {cfg.output_dir}/checkpoints/last.", file=sys.stderr)
         return 1
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as err:
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as err:  # incl. IncompatiblePolicyError
         print(f"chunkwise train: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, sort_keys=True))
