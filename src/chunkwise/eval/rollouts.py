@@ -91,7 +91,6 @@ class EpisodeJob:
     seed: int
     strategy: str | None = None  # registry name whose wrap_policy applies (None: plain)
     plugin_modules: tuple[str, ...] = ()  # imported in workers (strategies registered there)
-    tag: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 _CACHE: dict[str, tuple[ChunkEnv, Policy]] = {}
