@@ -140,9 +140,12 @@ def test_request_after_client_disconnect(echo_server, live):
         call = stub.Stream(iter([request(session_id="ghost")] * 1))
         call.cancel()
         fut = stub.Infer.future(request(session_id="ghost"), timeout=5)
-        ch.close()  # disconnect with the request in flight
-        with pytest.raises(grpc.RpcError):
-            fut.result()
+        ch.close()  # disconnect with the request (most likely) still in flight
+        try:
+            reply = fut.result()
+            assert reply.first_timestep > 0  # it was fast enough to finish first: fine too
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.CANCELLED
         assert_live(live)
     # The orphaned session can still be used by a reconnecting client (same id).
     with RemotePolicy(echo_server.address, session_id="ghost") as again:

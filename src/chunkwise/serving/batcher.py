@@ -1,10 +1,11 @@
 """Dynamic batching: requests from many sessions -> one ``predict_chunk`` at a time.
 
 Requests wait in one bounded FIFO queue. Exactly one thread at a time holds the model
-(a lock): the *leader*. It takes the oldest requests, gathers more until the batch has
-``max_batch_size`` requests, or as many as there are recently active sessions (each
-session has about one request in flight, so waiting for more would only add latency),
-or ``max_wait_ms`` has passed; runs one ``predict_chunk`` for all of them; hands every
+(a lock): the *leader*. It takes every queued request (oldest first, up to
+``max_batch_size``), and if that is fewer than the previous batch had, waits up to
+``max_wait_ms`` for the rest (clients served together tend to come back together; a
+lone client never waits, and the previous size is capped by the number of sessions
+active in the last second); runs one ``predict_chunk`` for all of them; hands every
 request its chunk; and gives up the model. Any request handler whose request is still
 queued when the model is free becomes the next leader::
 
@@ -89,6 +90,7 @@ class DynamicBatcher:
         self._model_busy = False
         self._stop = False
         self.batch_sizes: collections.Counter[int] = collections.Counter()
+        self._last_batch = 1
 
     def queue_len(self) -> int:
         with self._cv:
@@ -172,7 +174,7 @@ class DynamicBatcher:
         now = time.monotonic()
         while self._queue and len(batch) < self.max_batch_size:
             self._take(batch, now)
-        want = max(1, min(self.max_batch_size, self._expected()))
+        want = max(1, min(self.max_batch_size, self._last_batch, self._expected()))
         t_end = now + self.max_wait_s
         while batch and len(batch) < want and not self._stop:
             remaining = t_end - time.monotonic()
@@ -205,6 +207,7 @@ class DynamicBatcher:
                 it.error = err
             return
         self.batch_sizes[len(items)] += 1
+        self._last_batch = len(items)
         for i, it in enumerate(items):
             it.result = BatchResult(
                 actions=actions[i],

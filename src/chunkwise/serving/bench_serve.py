@@ -92,7 +92,8 @@ class _Script:
         if nice:
             cmd = ["nice", "-n", str(nice), *cmd]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+                                          "MKL_NUM_THREADS": "1"})  # same as `chunkwise serve`
         lines = []
         assert self.proc.stdout is not None
         for line in self.proc.stdout:

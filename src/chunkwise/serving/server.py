@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import os
 import logging
 import signal
 import sys
@@ -188,6 +189,16 @@ def start_server(cfg: ServeConfig, policy: Policy | None = None) -> RunningServe
 
 def main(argv: list[str]) -> int:
     cfg = draccus.parse(ServeConfig, args=argv)
+    # predict_chunk runs on gRPC handler threads, not the main thread. torch.set_num_threads
+    # only configures the calling thread's OpenMP team, so other threads would still fork
+    # a team of one thread per core; on a busy machine each op then waits for a descheduled
+    # team member (measured here: a 3-layer MLP took 80 ms instead of 0.2 ms). The env
+    # var, set before torch loads, applies to every thread.
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_NUM_THREADS", str(cfg.torch_threads))
+        os.environ.setdefault("MKL_NUM_THREADS", str(cfg.torch_threads))
+    else:
+        log.warning("torch was imported before `serve` could set OMP_NUM_THREADS; set it in the environment")
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if cfg.policy.path or cfg.policy.type == "mlp":  # only torch policies pay for importing it
         import torch
