@@ -137,3 +137,22 @@ def test_learner_target_equals_hand_computation(critic: str) -> None:
     else:
         expected = [1 + G * q[0], 3 + G * q[1], 4 + G * q[2], 5.0]
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_demos_from_a_lerobot_v3_dataset(lerobot_tiny) -> None:  # type: ignore[no-untyped-def]
+    """The fixture written by LeRobot itself: 2 episodes (7, 5 frames), success on the last frame."""
+    from chunkwise.rl.demos import load_dataset_episodes
+
+    eps = load_dataset_episodes(lerobot_tiny, reward_type="sparse")
+    assert [len(e) for e in eps] == [7, 5]
+    np.testing.assert_allclose(eps[1].actions[:, 0], [100, 101, 102, 103, 104])  # episode*100 + frame
+    np.testing.assert_allclose(eps[0].rewards, [-1, -1, -1, -1, -1, -1, 0])  # success on the last frame
+    assert all(e.terminated for e in eps)
+    np.testing.assert_allclose(eps[0].next_states[:-1], eps[0].states[1:])
+    dense = load_dataset_episodes(lerobot_tiny, reward_type="dense", reward_scale=0.5)
+    np.testing.assert_allclose(dense[1].rewards, 0.5 * np.arange(5))
+    rb = EpisodeReplay(100, 39, 4)
+    for e in eps:
+        rb.add_episode(e)
+    b = rb.gather(np.array([5]), 4, G, 1)  # episode 0, frames 5..6 then terminal
+    assert b["valid"][0] == 2 and b["mask"][0] == 0.0

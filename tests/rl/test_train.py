@@ -50,6 +50,14 @@ def test_cli_run_writes_outputs_and_resumes(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] >= 120 and summary["updates"] == summary["env_steps"]
 
+    # the comparison report reads the same files
+    from chunkwise.rl.report import load_run, table
+    from chunkwise.rl.report import main as report_main
+
+    assert report_main([str(out), "--out", str(tmp_path / "cmp.png")]) == 0
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+    assert table([load_run(out)]).splitlines()[2].startswith("| mlp+chunk (seed 0) |")
+
 
 def test_cli_rejects_bad_choices(tmp_path: Path) -> None:
     with pytest.raises((ValueError, SystemExit)):

@@ -1,0 +1,74 @@
+"""Compare ``chunkwise rl`` runs: one learning-curve PNG and a markdown table.
+
+    python -m chunkwise.rl.report outputs/rl_a outputs/rl_b --out=docs/rl_curve.png
+
+Each run directory holds ``metrics.jsonl`` (``kind == "eval"`` rows) and
+``checkpoints/last/config.json``; a run is labelled ``actor+critic (seed s)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def load_run(run: Path) -> dict[str, Any]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    cfg = json.loads((run / "checkpoints" / "last" / "config.json").read_text())["config"]
+    evals = [r for r in rows if r.get("kind") == "eval"]
+    if not evals:
+        raise ValueError(f"{run}/metrics.jsonl has no eval rows")
+    label = f"{cfg['actor']}+{cfg['critic']} (seed {cfg['seed']})"
+    return {"label": label, "task": cfg["env"]["task"], "evals": evals, "dir": str(run)}
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    lines = ["| run | env steps | success @ init | best | final | change (final - init) |", "|---|---|---|---|---|---|"]
+    for r in runs:
+        ev = r["evals"]
+        init, final = ev[0]["success_rate"], ev[-1]["success_rate"]
+        best = max(e["success_rate"] for e in ev)
+        lines.append(f"| {r['label']} | {ev[-1]['env_steps']} | {100 * init:.0f}% | {100 * best:.0f}% | "
+                     f"{100 * final:.0f}% | {100 * (final - init):+.0f} pts |")
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in runs:
+        ax.plot([e["env_steps"] for e in r["evals"]], [100 * e["success_rate"] for e in r["evals"]], marker="o",
+                label=r["label"])
+    ax.set_xlabel("environment steps (online)")
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(-5, 105)
+    ax.set_title(", ".join(sorted({r["task"] for r in runs})))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, default=Path("rl_curves.png"))
+    args = p.parse_args(argv)
+    runs = [load_run(r) for r in args.runs]
+    plot(runs, args.out)
+    print(table(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
