@@ -191,6 +191,7 @@ class Trainer:
         t_window = time.perf_counter()
         t_start = time.perf_counter()
         start_step = self.step
+        eval_seconds = 0.0
         bar = tqdm(
             range(self.step + 1, self.opt.steps + 1),
             initial=self.step,
@@ -219,7 +220,9 @@ class Trainer:
                 if self.evaluate is not None and self.opt.eval_every > 0 and (
                     step % self.opt.eval_every == 0 or step == self.opt.steps
                 ):
+                    t_eval = time.perf_counter()
                     ev = self.evaluate(self.policy)
+                    eval_seconds += time.perf_counter() - t_eval
                     self._log({"step": step, **ev})
                     bar.write(f"step {step}: " + ", ".join(f"{k}={v:.3f}" for k, v in ev.items()))
                     last = {**last, **ev}
@@ -228,6 +231,7 @@ class Trainer:
                     self.save()
         finally:
             bar.close()
-        last["train_seconds"] = time.perf_counter() - t_start
+        last["eval_seconds"] = eval_seconds
+        last["train_seconds"] = time.perf_counter() - t_start - eval_seconds  # incl. checkpointing
         last["steps_this_run"] = self.step - start_step
         return last
