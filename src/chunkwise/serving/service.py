@@ -142,7 +142,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     def _handle(self, request: pb.ObservationRequest, context: grpc.ServicerContext) -> pb.ChunkReply:
         t0 = time.perf_counter()
         try:
-            obs = decode_observation(request)
+            obs = decode_observation(request, finite=False)  # check_observation checks NaN/inf
             prefix = decode_prefix(request, self.metadata.action_dim)
             check_observation(obs, self._spec)
         except (WireError, ValueError) as e:

@@ -99,12 +99,14 @@ def encode_request(
     return req
 
 
-def decode_observation(req: pb.ObservationRequest) -> dict[str, Any]:
-    """Observation dict (arrays + ``task``); non-finite float values are rejected."""
+def decode_observation(req: pb.ObservationRequest, *, finite: bool = True) -> dict[str, Any]:
+    """Observation dict (arrays + ``task``); non-finite float values are rejected unless
+    ``finite=False`` (the server checks the keys it uses in ``check_observation``)."""
     obs: dict[str, Any] = {}
     for key, t in req.observation.items():
         arr = decode_tensor(t, name=f"observation[{key!r}]")
-        check_finite(arr, f"observation[{key!r}]")
+        if finite:
+            check_finite(arr, f"observation[{key!r}]")
         obs[key] = arr
     obs[TASK] = req.task
     return obs
