@@ -36,7 +36,7 @@ import grpc
 import numpy as np
 
 from chunkwise.serving.sessions import ServingError
-from chunkwise.types import Prefix, stack_observations
+from chunkwise.types import TASK, Prefix, stack_observations
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,10 @@ class DynamicBatcher:
         t_start = time.monotonic()
         try:
             t0 = time.perf_counter()
-            obs = stack_observations([it.obs for it in items])
+            if len(items) == 1:  # views, no copy of (possibly large) images
+                obs = {k: ([v] if k == TASK else v[None]) for k, v in items[0].obs.items()}
+            else:
+                obs = stack_observations([it.obs for it in items])
             prefixes = [it.prefix for it in items]
             t1 = time.perf_counter()
             actions = self._predict(obs, prefixes if any(p is not None for p in prefixes) else None)

@@ -163,8 +163,8 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             episode_id=request.episode_id,
             first_timestep=request.timestep,
             request_id=request.request_id,
-            actions=encode_tensor(result.actions),
         )
+        encode_tensor(result.actions, out=reply.actions)
         tm = reply.timings
         tm.queue_wait_ms = result.queue_wait_ms
         tm.preprocess_ms = preprocess_ms + result.stack_ms

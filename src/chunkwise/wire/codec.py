@@ -31,14 +31,19 @@ class WireError(ValueError):
     """A message is malformed (unknown dtype, size mismatch, bad shape, non-finite values)."""
 
 
-def encode_tensor(array: Any) -> pb.Tensor:
+def encode_tensor(array: Any, out: pb.Tensor | None = None) -> pb.Tensor:
+    """Fill ``out`` (e.g. a map entry of a request, avoiding a second copy) or a new Tensor."""
     arr = np.asarray(array)
     name = arr.dtype.name
     if name not in ALLOWED_DTYPES:
         raise WireError(f"dtype {arr.dtype} cannot be sent; allowed: {sorted(ALLOWED_DTYPES)}")
     # Always little endian, C contiguous (a no-op copy-free path for the usual case).
     arr = np.ascontiguousarray(arr, dtype=ALLOWED_DTYPES[name])
-    return pb.Tensor(dtype=name, shape=list(arr.shape), data=arr.tobytes())
+    t = pb.Tensor() if out is None else out
+    t.dtype = name
+    t.shape[:] = arr.shape
+    t.data = arr.tobytes()
+    return t
 
 
 def decode_tensor(t: pb.Tensor, *, name: str = "tensor", max_bytes: int | None = None) -> np.ndarray:
@@ -93,9 +98,9 @@ def encode_request(
     for key, value in obs.items():
         if key == TASK:
             continue
-        req.observation[key].CopyFrom(encode_tensor(value))
+        encode_tensor(value, out=req.observation[key])
     if action_context is not None:
-        req.action_context.CopyFrom(encode_tensor(np.asarray(action_context, dtype=np.float32)))
+        encode_tensor(np.asarray(action_context, dtype=np.float32), out=req.action_context)
     return req
 
 
