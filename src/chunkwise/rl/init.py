@@ -22,6 +22,7 @@ What is mapped (and reported in the returned dict, which ``chunkwise rl`` logs):
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,34 @@ import torch
 
 from chunkwise.rl.learner import ChunkSAC
 from chunkwise.types import ACTION, OBS_STATE
+
+
+_DECODER_SIZES = ("dim_model", "n_heads", "dim_feedforward", "n_decoder_layers")
+
+
+def adopt_bc_sizes(cfg: Any, path: str | Path) -> dict[str, Any]:
+    """Copy the BC ACT checkpoint's decoder sizes into ``cfg.actor_net`` (``actor=act`` only).
+
+    Called before the learner is built so that ``map_bc_checkpoint`` can map the decoder.
+    Returns {field: (old, new)} for the fields that changed. ``chunk_size`` is not changed
+    (it defines the RL problem); a mismatch leaves the decoder unmapped and is reported.
+    """
+    if cfg.actor != "act":
+        return {}
+    cfg_file = Path(path) / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"init.path={path}: {cfg_file} does not exist (expected a chunkwise checkpoint)")
+    blob = json.loads(cfg_file.read_text())
+    if blob.get("type") != "act":
+        return {}
+    bc = blob.get("config", {})
+    changed = {}
+    for name in _DECODER_SIZES:
+        if name in bc and getattr(cfg.actor_net, name) != bc[name]:
+            changed[name] = (getattr(cfg.actor_net, name), bc[name])
+            setattr(cfg.actor_net, name, int(bc[name]))
+    cfg.actor_net.__post_init__()
+    return changed
 
 
 def map_bc_checkpoint(learner: ChunkSAC, path: str | Path) -> dict[str, Any]:

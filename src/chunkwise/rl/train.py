@@ -45,6 +45,9 @@ EVAL_SEED_BASE = 1_000_000  # eval episodes never share seeds with training epis
 @dataclass
 class InitConfig:
     path: str = ""  # BC checkpoint dir (``chunkwise train`` output, type act); empty = random init
+    # actor=act: take dim_model/n_heads/dim_feedforward/n_decoder_layers from the BC checkpoint
+    # so its decoder can be mapped (overrides --actor_net.* for those four fields)
+    adopt_sizes: bool = True
     bc_warmstart_steps: int = 0  # K BC steps of the actor mean on the demos before online RL
 
     def __post_init__(self) -> None:
@@ -167,6 +170,11 @@ class RLTrainer:
         self.out = Path(cfg.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir = self.out / "checkpoints" / "last"
+        self.adopted: dict[str, Any] = {}
+        if cfg.init.path and cfg.init.adopt_sizes:
+            from chunkwise.rl.init import adopt_bc_sizes
+
+            self.adopted = adopt_bc_sizes(cfg, cfg.init.path)
         self.env = make_env(cfg.env)
         obs_dim = int(self.env.observation_spec[OBS_STATE].shape[0])
         self.learner = ChunkSAC(cfg, obs_dim, self.env.action_dim)
@@ -191,6 +199,8 @@ class RLTrainer:
             self.learner.set_obs_stats(states.mean(0), states.std(0))
         if self.cfg.init.path:
             self.init_report = map_bc_checkpoint(self.learner, self.cfg.init.path)
+            if self.adopted:
+                self.init_report["adopted_sizes"] = {k: list(v) for k, v in self.adopted.items()}
         k = self.cfg.init.bc_warmstart_steps
         if k:
             if not self.demos:
