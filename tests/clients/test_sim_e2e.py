@@ -69,3 +69,26 @@ def test_chunkwise_eval_cli_with_server(expert_server, tmp_path, capsys):
 
     summary = json.loads((tmp_path / "eval.json").read_text())
     assert summary["n_episodes"] == 1 and summary["round_trip_ms"]["p50"] > 0
+
+
+def test_virtual_clock_executor_runs_unchanged_against_a_server(expert_server):
+    """RemotePolicy is a Policy: the deterministic executor drives a served policy as is,
+    and gets the same rollout as with the same policy in-process."""
+    from chunkwise.policies.testing import ExpertPolicy, TestPolicyConfig
+    from chunkwise.runtime.config import ExecutionConfig
+    from chunkwise.runtime.virtual_clock import VirtualClockExecutor
+
+    exe_cfg = ExecutionConfig(strategy="async", aggregate_fn_name="weighted_average", actions_per_chunk=10,
+                              chunk_size_threshold=0.5, max_steps=150)
+    env = make_env(MetaWorldEnvConfig(task="push-v3"))
+    try:
+        with RemotePolicy(expert_server.address) as rp:
+            remote = VirtualClockExecutor(env, rp, exe_cfg, delay=2).run_episode(seed=0)
+        local_policy = ExpertPolicy(TestPolicyConfig(type="expert", task="push-v3", chunk_size=10))
+        local = VirtualClockExecutor(env, local_policy, exe_cfg, delay=2).run_episode(seed=0)
+    finally:
+        env.close()
+    assert remote.inferences > 3
+    assert (remote.success, remote.steps, remote.inferences, remote.stall_steps) == (
+        local.success, local.steps, local.inferences, local.stall_steps)
+    assert remote.episode_return == pytest.approx(local.episode_return, rel=1e-6)
