@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import draccus
 import numpy as np
 
 from chunkwise.serving.process import ServerProcess
@@ -404,7 +403,11 @@ def format_results(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    cfg = draccus.parse(BenchServeConfig, args=argv)
+    from chunkwise.serving.server import parse_config
+
+    cfg = parse_config(BenchServeConfig, argv, "bench serve")
+    if cfg is None:
+        return 2
     results = run(cfg)
     print(format_results(results))
     if cfg.output:

@@ -22,7 +22,7 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import draccus
 import grpc
@@ -187,8 +187,26 @@ def start_server(cfg: ServeConfig, policy: Policy | None = None) -> RunningServe
     return RunningServer(server=server, service=service, port=port)
 
 
+def parse_config(cls: type, argv: list[str], prog: str) -> Any:
+    """draccus.parse; a bad flag prints our own ValueError message (no traceback), None."""
+    try:
+        return draccus.parse(cls, args=list(argv))
+    except Exception as e:  # draccus wraps the ValueError raised by __post_init__
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, ValueError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        while isinstance(cause.__cause__, ValueError):
+            cause = cause.__cause__
+        print(f"chunkwise {prog}: error: {cause}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str]) -> int:
-    cfg = draccus.parse(ServeConfig, args=argv)
+    cfg = parse_config(ServeConfig, argv, "serve")
+    if cfg is None:
+        return 2
     # predict_chunk runs on gRPC handler threads, not the main thread. torch.set_num_threads
     # only configures the calling thread's OpenMP team, so other threads would still fork
     # a team of one thread per core; on a busy machine each op then waits for a descheduled
