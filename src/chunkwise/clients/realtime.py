@@ -246,6 +246,7 @@ class ChunkClient:
                 if time.monotonic() - self._in_flight[1] < self.cfg.request_timeout_s:
                     return
                 stats.errors.append(f"request {self._in_flight[0]} unanswered after {self.cfg.request_timeout_s}s")
+                self._in_flight = None  # give up on it; a late reply still merges (labels say where)
             if not self._stream_ok.is_set() or self._requests is None:
                 return
             qlen = len(self.queue)

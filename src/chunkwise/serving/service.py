@@ -2,9 +2,10 @@
 
 Request path (all timings on this process's monotonic clock)::
 
-    handler thread: decode + validate (preprocess) -> submit -----------+
-    model worker:                 queue wait -> stack -> predict_chunk(B) |
-    handler thread:                              slice + encode (postprocess) -> reply
+    handler thread: parse + decode + validate (preprocess) -> enqueue
+    leader thread:  queue wait -> stack -> predict_chunk(B)   (see batcher.py; often
+                                                               the same handler thread)
+    handler thread: slice + encode (postprocess) -> reply
 
 Every failure becomes a gRPC status with a readable message: ``Infer`` aborts the call;
 ``Stream`` answers that request with ``reply.error`` set and keeps the stream open.
