@@ -174,7 +174,9 @@ class DynamicBatcher:
         now = time.monotonic()
         while self._queue and len(batch) < self.max_batch_size:
             self._take(batch, now)
-        want = max(1, min(self.max_batch_size, self._last_batch, self._expected()))
+        want = min(self.max_batch_size, self._last_batch)
+        if len(batch) < want:  # only then is the (locked) session count worth asking
+            want = max(1, min(want, self._expected()))
         t_end = now + self.max_wait_s
         while batch and len(batch) < want and not self._stop:
             remaining = t_end - time.monotonic()
