@@ -115,3 +115,15 @@ def test_config_validation_names_the_problem():
     with pytest.raises(ValueError, match="delta_timestep"):
         tiny_config(delta_timestep=1.0)
     assert FlowConfig().type == "flow"
+
+
+def test_beta_time_schedule_puts_mass_near_the_noise_end():
+    from chunkwise.policies.flow.model import sample_time
+
+    torch.manual_seed(0)
+    t = sample_time(tiny_config(), 20000)
+    assert 0.001 <= float(t.min()) and float(t.max()) <= 0.999
+    # noise level 1 - t ~ Beta(1.5, 1): E[t] = 1 - 1.5/2.5 = 0.4
+    assert abs(float(t.mean()) - 0.4) < 0.01 and float((t < 0.5).float().mean()) > 0.6
+    u = sample_time(tiny_config(time_schedule="uniform"), 20000)
+    assert abs(float(u.mean()) - 0.5) < 0.01

@@ -44,7 +44,7 @@ class FlowConfig(PolicyConfig):
     use_images: bool = False  # every observation.images.* camera of the dataset -> CNN tokens
     num_timestep_buckets: int = 1000  # GR00T discretizes t into 1000 buckets
     # --- flow matching ---
-    time_schedule: TimeSchedule = "beta"  # beta: t ~ Beta(1.5, 1) (pi0); uniform: t ~ U(0, 1)
+    time_schedule: TimeSchedule = "beta"  # beta: noise level 1 - t ~ Beta(1.5, 1) (pi0); uniform
     time_beta_alpha: float = 1.5
     time_beta_beta: float = 1.0
     time_min: float = 0.001

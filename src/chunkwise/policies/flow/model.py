@@ -176,13 +176,19 @@ class VelocityNet(nn.Module):
 
 
 def sample_time(cfg: FlowConfig, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Training t: Beta(α, β) (pi0: α = 1.5, β = 1, mass near the data end) or U(0, 1),
-    scaled into [time_min, time_max]."""
+    """Training t (0 = noise, 1 = data), scaled into [time_min, time_max].
+
+    beta: pi0 / GR00T draw a *noise level* s ~ Beta(α=1.5, β=1) (density ∝ s^0.5, more
+    mass at high noise); in our convention t = 1 − s, so most samples sit near the noise
+    end, where the Euler integration from noise starts and errors matter most.
+    uniform: t ~ U(0, 1).
+    """
     if cfg.time_schedule == "beta":
-        # Beta via two Gammas; torch.distributions has no generator argument.
+        # Beta via two Gammas (torch.distributions has no generator argument; the trainer
+        # seeds the global generator per step, which keeps resume exact).
         a = torch.distributions.Gamma(cfg.time_beta_alpha, 1.0).sample((batch,))
         b = torch.distributions.Gamma(cfg.time_beta_beta, 1.0).sample((batch,))
-        u = a / (a + b)
+        u = 1.0 - a / (a + b)
     else:
         u = torch.rand(batch, generator=generator)
     return cfg.time_min + (cfg.time_max - cfg.time_min) * u
