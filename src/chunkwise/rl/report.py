@@ -21,7 +21,8 @@ def load_run(run: Path) -> dict[str, Any]:
     if not evals:
         raise ValueError(f"{run}/metrics.jsonl has no eval rows")
     label = f"{cfg['actor']}+{cfg['critic']} (seed {cfg['seed']})"
-    return {"label": label, "task": cfg["env"]["task"], "evals": evals, "dir": str(run)}
+    title = f"{cfg['env']['task']}, {cfg.get('reward_type', '?')} reward"
+    return {"label": label, "task": title, "evals": evals, "dir": str(run)}
 
 
 def table(runs: list[dict[str, Any]]) -> str:
