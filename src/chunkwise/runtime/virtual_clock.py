@@ -13,8 +13,9 @@ the same rollout on any machine. Per step t (DESIGN.md "Virtual-clock semantics"
     4. env.step
 
 At most one request is in flight at a time (as in LeRobot's client: the next
-observation is only sent after the previous chunk came back), so the delay never
-overlaps itself and the number of inferences is bounded by steps / (d + 1).
+observation is only sent after the previous chunk came back; a new request can go out at
+the very step the previous chunk arrives), so requests never overlap and there are at
+most ceil(steps / max(d, 1)) inferences per episode.
 
 Timeline, async, H = actions_per_chunk = 6, g = 0.5, d = 2 (asserted in
 tests/runtime/test_virtual_clock.py)::
