@@ -8,14 +8,12 @@ config, so one config trains on any dataset.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from chunkwise.policies.act.config import ACTConfig
 from chunkwise.policies.act.model import ACTModel, kl_divergence
@@ -169,9 +167,3 @@ def _load(path: Path) -> ACTPolicy:
 
 register_loader("act", _load)
 
-
-def describe(path: str | Path) -> str:
-    """One-line summary of a checkpoint (for logs)."""
-    cfg = json.loads((Path(path) / CONFIG_FILE).read_text())
-    m = cfg["metadata"]
-    return f"act H={m['chunk_size']} A={m['action_dim']} obs={sorted(m['observation_spec'])}"
