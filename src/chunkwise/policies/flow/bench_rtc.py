@@ -12,7 +12,6 @@ does not depend on the weights).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
