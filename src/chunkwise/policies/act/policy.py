@@ -17,12 +17,7 @@ from torch import nn
 
 from chunkwise.policies.act.config import ACTConfig
 from chunkwise.policies.act.model import ACTModel, kl_divergence
-from chunkwise.policies.common.checkpoint import (
-    CONFIG_FILE,
-    atomic_directory,
-    load_policy_files,
-    save_policy_files,
-)
+from chunkwise.policies.common.checkpoint import CONFIG_FILE, PolicyFilesMixin, load_policy_files
 from chunkwise.policies.common.config import PolicyConfig
 from chunkwise.policies.common.normalize import Normalizer
 from chunkwise.policies.common.trainable import DatasetInfo
@@ -32,8 +27,10 @@ from chunkwise.types import ACTION, OBS_STATE, FeatureSpec, PolicyMetadata, Pref
 ACTION_IS_PAD = "action_is_pad"
 
 
-class ACTPolicy(nn.Module):
+class ACTPolicy(PolicyFilesMixin, nn.Module):
     """Build with ``ACTConfig.make_policy(info)`` or ``ACTPolicy.from_pretrained(path)``."""
+
+    policy_type = "act"
 
     def __init__(self, config: ACTConfig, info: DatasetInfo) -> None:
         super().__init__()
@@ -119,26 +116,7 @@ class ACTPolicy(nn.Module):
             images.append(img.to(device))
         return state, images
 
-    # -- checkpoints -------------------------------------------------------------------------
-    def weights(self) -> dict[str, torch.Tensor]:
-        """Trainable weights only; normalization stats go to stats.safetensors."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("normalizer.")}
-
-    def save_into(self, directory: Path) -> None:
-        """Write the policy files into an existing directory (the trainer adds its own files)."""
-        save_policy_files(
-            directory,
-            policy_type="act",
-            config=self.config.to_dict(),
-            metadata=self._metadata,
-            weights=self.weights(),
-            stats=self.normalizer.stats_dict(),
-        )
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        with atomic_directory(Path(directory)) as tmp:
-            self.save_into(tmp)
-
+    # -- checkpoints: weights / save_into / save_pretrained come from PolicyFilesMixin ------
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "ACTPolicy":
         directory = Path(directory)

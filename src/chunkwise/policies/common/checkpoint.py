@@ -130,3 +130,33 @@ def load_policy_files(directory: Path) -> tuple[dict[str, Any], dict[str, torch.
     weights = load_tensors(directory / MODEL_FILE)
     stats = unflatten_stats(load_numpy(str(directory / STATS_FILE)))
     return cfg, weights, stats
+
+
+class PolicyFilesMixin:
+    """Checkpoint writing shared by every torch policy family (ACT, flow, ...).
+
+    A subclass sets ``policy_type`` and has ``config`` (with ``to_dict()``), ``metadata``
+    and a ``normalizer`` submodule whose buffers are written to the stats file instead of
+    the weights file.
+    """
+
+    policy_type: str
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Trainable weights only; normalization stats go to stats.safetensors."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("normalizer.")}  # type: ignore[attr-defined]
+
+    def save_into(self, directory: Path) -> None:
+        """Write the policy files into an existing directory (the trainer adds its own files)."""
+        save_policy_files(
+            directory,
+            policy_type=self.policy_type,
+            config=self.config.to_dict(),  # type: ignore[attr-defined]
+            metadata=self.metadata,  # type: ignore[attr-defined]
+            weights=self.weights(),
+            stats=self.normalizer.stats_dict(),  # type: ignore[attr-defined]
+        )
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        with atomic_directory(Path(directory)) as tmp:
+            self.save_into(tmp)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from chunkwise.policies import rtc
-from chunkwise.policies.common.checkpoint import CONFIG_FILE, atomic_directory, load_policy_files, save_policy_files
+from chunkwise.policies.common.checkpoint import CONFIG_FILE, PolicyFilesMixin, load_policy_files
 from chunkwise.policies.common.config import PolicyConfig
 from chunkwise.policies.common.normalize import Normalizer
 from chunkwise.policies.common.trainable import DatasetInfo
@@ -36,8 +36,10 @@ from chunkwise.types import ACTION, OBS_STATE, TASK, FeatureSpec, PolicyMetadata
 ACTION_IS_PAD = "action_is_pad"
 
 
-class FlowPolicy(nn.Module):
+class FlowPolicy(PolicyFilesMixin, nn.Module):
     """Build with ``FlowConfig.make_policy(info)`` or ``FlowPolicy.from_pretrained(path)``."""
+
+    policy_type = "flow"
 
     def __init__(self, config: FlowConfig, info: DatasetInfo) -> None:
         super().__init__()
@@ -214,24 +216,7 @@ class FlowPolicy(nn.Module):
         terms["loss"] = float(loss.detach())
         return loss, terms
 
-    # -- checkpoints -------------------------------------------------------------------------
-    def weights(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("normalizer.")}
-
-    def save_into(self, directory: Path) -> None:
-        save_policy_files(
-            directory,
-            policy_type="flow",
-            config=self.config.to_dict(),
-            metadata=self.metadata,
-            weights=self.weights(),
-            stats=self.normalizer.stats_dict(),
-        )
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        with atomic_directory(Path(directory)) as tmp:
-            self.save_into(tmp)
-
+    # -- checkpoints: weights / save_into / save_pretrained come from PolicyFilesMixin ------
     @classmethod
     def from_pretrained(cls, directory: str | Path, **overrides: Any) -> "FlowPolicy":
         """``overrides`` replace config fields (e.g. ``prefix_mode="rtc_guided"``)."""
