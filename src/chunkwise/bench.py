@@ -6,7 +6,6 @@ one-line help). Modules are imported only when their benchmark runs.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -22,26 +21,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 }
 
 
-def _usage() -> str:
-    width = max(map(len, BENCHMARKS))
-    lines = ["usage: chunkwise bench <what> [--flag=value ...]", "", "benchmarks:"]
-    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in sorted(BENCHMARKS.items())]
-    lines += ["", "`chunkwise bench <what> --help` lists its flags."]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in {"-h", "--help", "help"}:
-        print(_usage())
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in BENCHMARKS:
-        print(f"chunkwise bench: unknown benchmark {name!r}; valid: {', '.join(sorted(BENCHMARKS))}\n\n{_usage()}",
-              file=sys.stderr)
-        return 2
-    module = importlib.import_module(BENCHMARKS[name][0])
-    return int(module.main(rest) or 0)
+    from chunkwise.cli import dispatch
+
+    return dispatch("chunkwise bench", "benchmark", BENCHMARKS, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

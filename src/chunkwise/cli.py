@@ -8,8 +8,10 @@ does not pay for importing the gRPC server, and vice versa.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
+from typing import Mapping
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("chunkwise.data.collect", "record scripted-expert demonstrations as a LeRobot v3 dataset"),
@@ -23,29 +25,32 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _usage() -> str:
-    width = max(map(len, COMMANDS))
-    lines = ["usage: chunkwise <command> [--flag=value ...]", "", "commands:"]
-    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "`chunkwise <command> --help` lists a command's flags."]
-    return "\n".join(lines)
+def dispatch(prog: str, noun: str, table: Mapping[str, tuple[str, str]], argv: list[str]) -> int:
+    """Run ``table[argv[0]]``'s ``main(argv[1:])``; usage on no/unknown name.
+
+    ``table`` maps a name to (module exposing ``main(argv) -> int``, one-line help).
+    """
+    width = max(map(len, table))
+    usage = "\n".join(
+        [f"usage: {prog} <{noun}> [--flag=value ...]", "", f"{noun}s:"]
+        + [f"  {name:<{width}}  {help_}" for name, (_, help_) in table.items()]
+        + ["", f"`{prog} <{noun}> --help` lists its flags."]
+    )
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(usage)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in table:
+        close = difflib.get_close_matches(name, table, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        print(f"{prog}: unknown {noun} {name!r}; valid: {', '.join(table)}.{hint}\n\n{usage}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(table[name][0])
+    return int(module.main(rest) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in {"-h", "--help", "help"}:
-        print(_usage())
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        import difflib
-
-        close = difflib.get_close_matches(name, COMMANDS, n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        print(f"chunkwise: unknown command {name!r}.{hint}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    return dispatch("chunkwise", "command", COMMANDS, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
