@@ -81,7 +81,9 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
         ("steps_to_success", "steps to success\n(successful episodes)"),
         ("seam_discontinuity", "seam ||a_t - a_t-1||"),
     ]
-    fig, axes = plt.subplots(len(panels), len(tasks), figsize=(4.2 * len(tasks), 3.2 * len(panels)), squeeze=False)
+    # A single-task figure would be too narrow for the title and legend: keep a minimum width.
+    width = max(4.2 * len(tasks), 7.5)
+    fig, axes = plt.subplots(len(panels), len(tasks), figsize=(width, 3.2 * len(panels)), squeeze=False)
     for j, task in enumerate(tasks):
         for i, (key, label) in enumerate(panels):
             ax = axes[i][j]
@@ -109,10 +111,12 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
                 ax.set_xlabel("inference delay d (control steps)")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
+    ncol = min(len(labels), max(3, int(width // 1.6)))
+    legend_rows = -(-len(labels) // ncol) if labels else 0
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle("success rate (Wilson 95% CI), steps to success, seam discontinuity vs inference delay", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    fig.savefig(path, dpi=110)
+    fig.tight_layout(rect=(0, 0.025 * legend_rows + 0.01, 1, 0.97))
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
