@@ -127,3 +127,55 @@ def test_beta_time_schedule_puts_mass_near_the_noise_end():
     assert abs(float(t.mean()) - 0.4) < 0.01 and float((t < 0.5).float().mean()) > 0.6
     u = sample_time(tiny_config(time_schedule="uniform"), 20000)
     assert abs(float(u.mean()) - 0.5) < 0.01
+
+
+def test_missing_task_means_the_dataset_task_in_training_and_inference():
+    """Regression: the trainer's to_tensors drops the task strings, so training used to
+    encode task "" while the env sends its task name at inference (~4x worse actions)."""
+    from chunkwise.training.trainer import to_tensors
+
+    policy = tiny_policy()
+    batch = toy_batch(4)
+    seen: list[list[str]] = []
+    real = policy.model.obs_encoder.forward
+
+    def spy(state, tasks, images=()):
+        seen.append(list(tasks))
+        return real(state, tasks, images)
+
+    policy.model.obs_encoder.forward = spy
+    train_batch = to_tensors(batch)
+    assert "task" not in train_batch  # what the trainer hands compute_loss
+    policy.compute_loss(train_batch)
+    policy.predict_chunk({"observation.state": batch["observation.state"].numpy(), "task": "toy"})
+    assert seen[0] == ["toy"] * 4 and seen[1] == ["toy"] * 4
+    with_task = policy.encode({"observation.state": batch["observation.state"], "task": ["toy"] * 4})
+    without = policy.encode({"observation.state": batch["observation.state"]})
+    assert torch.equal(with_task.tokens, without.tokens)
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.5, 1.0])
+def test_rtc_training_prob_is_the_fraction_of_delayed_examples(prob):
+    """d ~ U{0..4} on a fraction ``prob`` of the batch, d = 0 elsewhere: index 0 is frozen
+    (per-token time 1, no loss) in prob·4/5 of the examples."""
+    policy = tiny_policy(rtc_training=True, rtc_training_prob=prob, time_schedule="uniform")
+    seen = {}
+    real = policy.model.velocity_net.forward
+
+    def spy(obs, x_t, t, token_t=None):
+        seen["token_t"] = token_t
+        return real(obs, x_t, t, token_t)
+
+    policy.model.velocity_net.forward = spy
+    n = 4000
+    batch = toy_batch(n)
+    obs = policy.encode(batch)
+    actions = policy.normalizer.normalize("action", batch["action"])
+    policy.model.flow_loss(obs, actions, generator=torch.Generator().manual_seed(1))
+    frozen0 = float((seen["token_t"][:, 0] == 1.0).float().mean())
+    assert abs(frozen0 - prob * 4 / 5) < 0.03
+
+
+def test_rtc_training_prob_validated():
+    with pytest.raises(ValueError, match="rtc_training_prob"):
+        tiny_config(rtc_training_prob=1.5)

@@ -53,6 +53,10 @@ class FlowConfig(PolicyConfig):
     # --- RTC, training time: sample d per example, prefix clean (t = 1), no loss on it ---
     rtc_training: bool = False
     rtc_max_delay: int = 8  # d ~ U{0, ..., rtc_max_delay}
+    # fraction of each batch that gets a delay at all (the rest trains with d = 0). 1.0 is the
+    # original "every example" scheme; it starves the first chunk indices of loss (index 0
+    # is supervised in only 1/(rtc_max_delay+1) of the examples), which hurts plain sampling.
+    rtc_training_prob: float = 0.5
     # --- which prefix-aware inference predict_chunk uses (can be changed after loading) ---
     prefix_mode: PrefixMode = "none"
     rtc: RTCConfig = field(default_factory=RTCConfig)
@@ -93,6 +97,8 @@ class FlowConfig(PolicyConfig):
             raise ValueError("time_beta_alpha and time_beta_beta must be positive")
         if self.rtc_max_delay < 0 or self.rtc_max_delay >= self.chunk_size:
             raise ValueError(f"rtc_max_delay must be in [0, chunk_size), got {self.rtc_max_delay}")
+        if not 0.0 <= self.rtc_training_prob <= 1.0:
+            raise ValueError(f"rtc_training_prob must be in [0, 1], got {self.rtc_training_prob}")
         if self.action_context_length < 1:
             raise ValueError(f"action_context_length must be >= 1, got {self.action_context_length}")
         if not 0.0 <= self.delta_timestep < 1.0:

@@ -227,8 +227,9 @@ class FlowModel(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """MSE(v_θ(x_t, t), actions − noise) over real (non-padded) chunk steps.
 
-        With ``rtc_training`` each example draws d ~ U{0..rtc_max_delay}: indices i < d are
-        the clean actions with per-token time 1 and are excluded from the loss.
+        With ``rtc_training`` an example is delayed with probability ``rtc_training_prob`` and
+        then draws d ~ U{0..rtc_max_delay} (otherwise d = 0): indices i < d are the clean
+        actions with per-token time 1 and are excluded from the loss.
         """
         cfg = self.cfg
         B, H, A = actions.shape
@@ -239,6 +240,8 @@ class FlowModel(nn.Module):
         mask = torch.ones(B, H, dtype=torch.bool) if action_is_pad is None else ~action_is_pad.bool()
         if cfg.rtc_training:
             d = torch.randint(0, cfg.rtc_max_delay + 1, (B,), generator=generator)
+            delayed = torch.rand(B, generator=generator) < cfg.rtc_training_prob
+            d = torch.where(delayed, d, torch.zeros_like(d))
             prefix = torch.arange(H).unsqueeze(0) < d.unsqueeze(1)
             x_t = torch.where(prefix.unsqueeze(-1), actions, x_t)
             token_t = torch.where(prefix, torch.ones_like(token_t), token_t)

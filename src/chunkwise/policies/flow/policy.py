@@ -113,7 +113,13 @@ class FlowPolicy(PolicyFilesMixin, nn.Module):
             raise ValueError(f"{OBS_STATE} must be (B, {self.info.state_dim}), got {tuple(raw.shape)}")
         state = self.normalizer.normalize(OBS_STATE, raw.float())
         tasks = batch.get(TASK)
-        tasks = [""] * state.shape[0] if tasks is None else ([tasks] * state.shape[0] if isinstance(tasks, str) else list(tasks))
+        if tasks is None:
+            # The trainer's to_tensors drops the (string) task column, while the env sends its
+            # task with every observation. Falling back to "" trained the task embedding of ""
+            # and evaluated that of "push-v3" (a train/test mismatch that cost ~4x action
+            # error); the dataset's task is what both sides mean.
+            tasks = self.info.task
+        tasks = [tasks] * state.shape[0] if isinstance(tasks, str) else list(tasks)
         images = []
         for key in self.image_keys:
             if key not in batch:
