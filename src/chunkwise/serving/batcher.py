@@ -111,32 +111,58 @@ class DynamicBatcher:
         with self._cv:
             if self._stop:
                 raise ServingError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
-            if len(self._queue) >= self.max_queue:
-                raise ServingError(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"request queue is full ({self.max_queue} waiting); retry with backoff",
-                )
-            self._queue.append(item)
-            self._arrival.notify()  # a gathering leader may be waiting for exactly this
-            while not item.done:
-                if not self._model_busy and not item.taken:
-                    self._lead()  # returns with the lock held and the model free again
-                    continue
-                remaining = item.deadline - time.monotonic()
-                if remaining <= 0 and not item.taken:
-                    self._queue.remove(item)
-                    item.error = ServingError(
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                        f"request waited {1000 * (time.monotonic() - item.enqueued):.1f} ms in the queue "
-                        f"({len(self._queue)} others waiting) and missed its deadline",
-                    )
-                    break
-                # A taken item finishes with its batch; keep waiting for it.
-                self._cv.wait(remaining if remaining > 0 and not item.taken else 1.0)
+            # Solo fast path: model idle, nobody queued, and the last batch had one request,
+            # so a leader would gather exactly this item and not wait. Run it directly,
+            # skipping the queue and the condition-variable round trip.
+            solo = not self._model_busy and not self._queue and self._last_batch <= 1
+            if solo:
+                self._model_busy = True
+            else:
+                self._enqueue_and_wait(item)
+        if solo:
+            self._process_solo(item)
         if item.error is not None:
             raise item.error
         assert item.result is not None
         return item.result
+
+    def _enqueue_and_wait(self, item: WorkItem) -> None:
+        """Called with ``_cv`` held; returns once ``item`` has a result or an error."""
+        if len(self._queue) >= self.max_queue:
+            raise ServingError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request queue is full ({self.max_queue} waiting); retry with backoff",
+            )
+        self._queue.append(item)
+        self._arrival.notify()  # a gathering leader may be waiting for exactly this
+        while not item.done:
+            if not self._model_busy and not item.taken:
+                self._lead()  # returns with the lock held and the model free again
+                continue
+            remaining = item.deadline - time.monotonic()
+            if remaining <= 0 and not item.taken:
+                self._queue.remove(item)
+                item.error = ServingError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"request waited {1000 * (time.monotonic() - item.enqueued):.1f} ms in the queue "
+                    f"({len(self._queue)} others waiting) and missed its deadline",
+                )
+                return
+            # A taken item finishes with its batch; keep waiting for it.
+            self._cv.wait(remaining if remaining > 0 and not item.taken else 1.0)
+
+    def _process_solo(self, item: WorkItem) -> None:
+        """``item`` alone on an idle model (``_model_busy`` already set by the caller)."""
+        try:
+            batch: list[WorkItem] = []
+            item.taken = True
+            self._check_taken(item, batch, time.monotonic())  # same alive/deadline checks
+            self._run_batch(batch)
+        finally:
+            with self._cv:
+                self._model_busy = False
+                if self._queue:  # requests that arrived meanwhile: one of them leads next
+                    self._cv.notify_all()
 
     # ------------------------------------------------------------------ leader
 
@@ -159,6 +185,11 @@ class DynamicBatcher:
     def _take(self, batch: list[WorkItem], now: float) -> None:
         item = self._queue.popleft()
         item.taken = True
+        self._check_taken(item, batch, now)
+
+    @staticmethod
+    def _check_taken(item: WorkItem, batch: list[WorkItem], now: float) -> None:
+        """Append ``item`` to ``batch`` unless its client went away or its deadline passed."""
         if item.alive is not None and not item.alive():
             item.error = ServingError(grpc.StatusCode.CANCELLED, "client went away")
         elif now > item.deadline:

@@ -26,7 +26,14 @@ from chunkwise.serving.sessions import ServingError, SessionTable
 from chunkwise.types import TASK, check_observation
 from chunkwise.wire import chunkwise_pb2 as pb
 from chunkwise.wire import chunkwise_pb2_grpc as pb_grpc
-from chunkwise.wire.codec import WireError, decode_observation, decode_prefix, encode_metadata, encode_tensor
+from chunkwise.wire.codec import (
+    SpecDecoder,
+    WireError,
+    decode_observation,
+    decode_prefix,
+    encode_metadata,
+    encode_tensor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,8 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             self.metadata, max_batch_size=max_batch_size, max_message_bytes=max_message_bytes
         )
         self._spec = dict(self.metadata.observation_spec)
+        self._fast_decoder = SpecDecoder(self._spec)
+        self._action_dim = self.metadata.action_dim
 
     def close(self) -> None:
         self.batcher.close()
@@ -143,13 +152,17 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     def _handle(self, request: pb.ObservationRequest, context: grpc.ServicerContext) -> pb.ChunkReply:
         t0 = time.perf_counter()
         try:
-            obs = decode_observation(request, finite=False)  # check_observation checks NaN/inf
-            prefix = decode_prefix(request, self.metadata.action_dim)
-            check_observation(obs, self._spec)
+            # Hot path: a request that matches the spec exactly, checked key by key
+            # against precomputed dtype/shape/length (and NaN/inf); else the general path.
+            obs = self._fast_decoder.decode(request)
+            prefix = decode_prefix(request, self._action_dim) if request.HasField("action_context") else None
+            if obs is None:
+                obs = decode_observation(request, finite=False)  # check_observation checks NaN/inf
+                check_observation(obs, self._spec)
+                # Keys the policy did not ask for are not forwarded (they would break stacking).
+                obs = {k: obs[k] for k in self._spec} | {TASK: obs[TASK]}
         except (WireError, ValueError) as e:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
-        # Keys the policy did not ask for are not forwarded (they would break stacking).
-        obs = {k: obs[k] for k in self._spec} | {TASK: obs[TASK]}
         # Session check last: a malformed request does not advance the session's timestep.
         self.sessions.admit(request.session_id, request.episode_id, request.timestep)
 

@@ -121,6 +121,53 @@ def decode_observation(req: pb.ObservationRequest, *, finite: bool = True) -> di
     return obs
 
 
+class SpecDecoder:
+    """Decoder for requests that match one observation spec exactly (the server's hot path).
+
+    Per key the expected dtype name, shape and byte length are computed once; a request
+    is accepted only if it has exactly the spec's keys, each with that dtype name, shape
+    and length, and finite float values -- the same conditions ``decode_observation`` +
+    ``check_observation`` enforce, without building error names, tuples or dtype objects
+    per request. Anything else returns None: the caller then runs the general path,
+    which raises the precise error (or accepts the request, e.g. with extra keys).
+    """
+
+    def __init__(self, spec: Mapping[str, FeatureSpec]) -> None:
+        self._entries = []
+        ok = True
+        for key, feat in spec.items():
+            if feat.dtype not in ALLOWED_DTYPES:  # e.g. "<f4": leave it to the general path
+                ok = False
+                break
+            dt = ALLOWED_DTYPES[feat.dtype]
+            shape = tuple(feat.shape)
+            nbytes = math.prod(shape) * dt.itemsize
+            self._entries.append((key, feat.dtype, list(shape), shape, nbytes, dt, dt.kind == "f"))
+        self.enabled = ok and TASK not in spec
+        self._n = len(self._entries)
+
+    def decode(self, req: pb.ObservationRequest) -> dict[str, Any] | None:
+        if not self.enabled:
+            return None
+        tensors = req.observation
+        if len(tensors) != self._n:
+            return None
+        obs: dict[str, Any] = {}
+        for key, dtype_name, shape_list, shape, nbytes, dt, is_float in self._entries:
+            if key not in tensors:  # (indexing a message map would insert the key)
+                return None
+            t = tensors[key]
+            data = t.data
+            if t.dtype != dtype_name or len(data) != nbytes or t.shape != shape_list:
+                return None
+            arr = np.frombuffer(data, dtype=dt).reshape(shape)
+            if is_float and not np.isfinite(arr).all():
+                return None
+            obs[key] = arr
+        obs[TASK] = req.task
+        return obs
+
+
 def decode_prefix(req: pb.ObservationRequest, action_dim: int) -> Prefix | None:
     """``Prefix(action_context, estimated_delay)`` or None when no context was sent."""
     if not req.HasField("action_context"):
