@@ -67,7 +67,7 @@ def test_checkpoint_mismatch_is_reported_before_episodes(tmp_path, monkeypatch, 
     monkeypatch.setattr(policies, "load", lambda path: Wrong())
     assert eval_run.main([f"--policy.path={tmp_path}", "--n_episodes=1"]) == 2
     err = capsys.readouterr().err
-    assert "observation 'observation.state' is (39,) float32 in the env but the policy expects (7,)" in err
+    assert "observation key 'observation.state': policy expects (7,) float32, env gives (39,) float32" in err
 
 
 def test_eval_cli_real_metaworld(tmp_path, capsys):

@@ -64,22 +64,13 @@ class PolicySource:
 
 
 def check_policy_matches_env(policy: Policy, env: ChunkEnv, name: str = "policy") -> None:
-    """Clear error if the policy's action_dim / observation spec do not fit the env."""
-    meta = policy.metadata
-    if meta.action_dim != env.action_dim:
-        raise ValueError(f"{name}: policy action_dim={meta.action_dim} but env {env.task!r} has action_dim={env.action_dim}")
-    for key, feat in meta.observation_spec.items():
-        have = env.observation_spec.get(key)
-        if have is None:
-            raise ValueError(
-                f"{name}: policy needs observation {key!r} {feat.shape} {feat.dtype}, which env {env.task!r} "
-                f"does not provide (it has {sorted(env.observation_spec)}; check --env.cameras / --env.image_size)"
-            )
-        if tuple(have.shape) != tuple(feat.shape) or have.dtype != feat.dtype:
-            raise ValueError(
-                f"{name}: observation {key!r} is {have.shape} {have.dtype} in the env but the policy expects "
-                f"{feat.shape} {feat.dtype}"
-            )
+    """Clear error (every mismatch, prefixed with ``name``) if the policy does not fit the env."""
+    from chunkwise.policies.common.compat import IncompatiblePolicyError, check_compatible
+
+    try:
+        check_compatible(policy.metadata, env)
+    except IncompatiblePolicyError as err:
+        raise IncompatiblePolicyError(f"{name}: {err}") from None
 
 
 @dataclass(frozen=True)

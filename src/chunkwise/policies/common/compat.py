@@ -25,7 +25,10 @@ def check_compatible(metadata: PolicyMetadata, env: Any) -> None:
     env_spec = dict(getattr(env, "observation_spec"))
     for key, feat in metadata.observation_spec.items():
         if key not in env_spec:
-            problems.append(f"observation key {key!r}: policy needs it, env does not provide it (env has {sorted(env_spec)})")
+            problems.append(
+                f"observation key {key!r}: policy needs it, env does not provide it (env has {sorted(env_spec)}; "
+                "check --env.cameras / --env.image_size)"
+            )
             continue
         have = env_spec[key]
         if tuple(have.shape) != tuple(feat.shape) or have.dtype != feat.dtype:
