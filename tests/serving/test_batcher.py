@@ -138,3 +138,38 @@ def test_session_table_rules_and_expiry():
     assert t.expire() == 1 and len(t) == 0
     with pytest.raises(ServingError, match="non-empty"):
         t.reset("", 0)
+
+
+def test_solo_path_keeps_deadline_and_disconnect_checks_and_hands_over_to_queued_requests():
+    sizes: list[int] = []
+    b = DynamicBatcher(_echo(sizes), max_batch_size=4, max_wait_ms=0)
+    with pytest.raises(ServingError) as ei:  # idle model, empty queue: the solo path
+        b.process(_item(1.0, timeout=-1.0))
+    assert ei.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and sizes == []
+    # A solo request holds the model; requests arriving meanwhile queue up and are
+    # served (as one batch) once it finishes.
+    gate, entered = threading.Event(), threading.Event()
+
+    def slow(obs, prefix):
+        sizes.append(len(obs["task"]))
+        if len(sizes) == 1:
+            entered.set()
+            gate.wait(5)
+        return np.repeat(obs["observation.state"][:, None, :], 2, axis=1)
+
+    b = DynamicBatcher(slow, max_batch_size=4, max_wait_ms=0)
+    sizes.clear()
+    out = {}
+    first = threading.Thread(target=lambda: out.setdefault(0, b.process(_item(0.0))))
+    first.start()
+    assert entered.wait(5)
+    others = [threading.Thread(target=lambda i=i: out.setdefault(i, b.process(_item(float(i))))) for i in (1, 2, 3)]
+    for t in others:
+        t.start()
+    time.sleep(0.1)
+    assert b.queue_len() == 3  # they wait while the solo request holds the model
+    gate.set()
+    for t in [first, *others]:
+        t.join(5)
+    assert sorted(out) == [0, 1, 2, 3] and all(np.all(out[i].actions == i) for i in out)
+    assert sizes == [1, 3] and out[0].batch_size == 1 and out[1].batch_size == 3

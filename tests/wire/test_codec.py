@@ -5,6 +5,7 @@ from chunkwise.types import FeatureSpec, PolicyMetadata
 from chunkwise.wire import chunkwise_pb2 as pb
 from chunkwise.wire.codec import (
     ALLOWED_DTYPES,
+    SpecDecoder,
     WireError,
     decode_metadata,
     decode_observation,
@@ -94,3 +95,40 @@ def test_metadata_roundtrip_and_version_check():
     msg.protocol_version = 99
     with pytest.raises(WireError, match="protocol v99"):
         decode_metadata(msg)
+
+
+def test_spec_decoder_accepts_exact_matches_and_defers_everything_else():
+    """The server's hot path: anything that is not an exact, finite match returns None,
+    so the general path (which names the problem) decides."""
+    spec = {"observation.state": FeatureSpec((3,), "float32"), "observation.images.cam": FeatureSpec((2, 2, 3), "uint8")}
+    dec = SpecDecoder(spec)
+    good = {"observation.state": np.array([1, 2, 3], np.float32), "observation.images.cam": np.ones((2, 2, 3), np.uint8),
+            "task": "push"}
+
+    def req(**changes):
+        return encode_request({**good, **changes}, session_id="s", episode_id=0, timestep=0)
+
+    out = dec.decode(req())
+    assert out is not None and sorted(out) == sorted(good) and out["task"] == "push"
+    np.testing.assert_array_equal(out["observation.state"], good["observation.state"])
+    assert out["observation.images.cam"].shape == (2, 2, 3) and out["observation.images.cam"].dtype == np.uint8
+    bad_cases = [
+        {"observation.state": np.array([1, 2, np.nan], np.float32)},  # NaN
+        {"observation.state": np.array([1, 2, np.inf], np.float32)},  # inf
+        {"observation.state": np.zeros(3, np.float64)},  # dtype
+        {"observation.state": np.zeros(4, np.float32)},  # shape
+        {"observation.state": np.zeros((3, 1), np.float32)},  # same size, other shape
+        {"extra": np.zeros(1, np.float32)},  # a key the spec does not have
+    ]
+    for change in bad_cases:
+        assert dec.decode(req(**change)) is None, change
+    missing = req()
+    del missing.observation["observation.images.cam"]
+    assert dec.decode(missing) is None
+    assert "observation.images.cam" not in missing.observation  # the lookup did not insert it
+    short = req()
+    short.observation["observation.state"].data = b"\0" * 11  # length != 3 * 4
+    assert dec.decode(short) is None
+    renamed = req()
+    renamed.observation["observation.state"].dtype = "int32"  # same itemsize, other dtype
+    assert dec.decode(renamed) is None

@@ -95,7 +95,10 @@ class RemotePolicy:
         self.reconnect_timeout_s = reconnect_timeout_s
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
-        self.call_metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        # None rather than () without a token: gRPC then skips metadata handling per call.
+        self.call_metadata: tuple[tuple[str, str], ...] | None = (
+            (("authorization", f"Bearer {token}"),) if token else None
+        )
         self.channel = make_channel(address, root_certificates)
         self.stub = pb_grpc.PolicyServiceStub(self.channel)
         self.episode_id = 0

@@ -16,7 +16,10 @@ queued when the model is free becomes the next leader::
 
 Why no dedicated model thread: the handler thread that finds the model idle runs it
 itself, which saves two thread hand-offs per request; a lone client pays no batching
-cost at all. ``predict_chunk`` still never runs concurrently with itself.
+cost at all. ``predict_chunk`` still never runs concurrently with itself. When the
+model is idle, nothing is queued and the previous batch had one request (a lone
+client), ``process`` runs the request directly (solo path): the same alive/deadline
+checks, but no queue, no condition-variable round and no gather.
 
 Backpressure: the queue is bounded (``max_queue``); a full queue raises
 RESOURCE_EXHAUSTED at enqueue time. A request whose deadline passes before the model

@@ -30,11 +30,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from chunkwise.policies.base import Policy
 from chunkwise.policies.testing import TestPolicyConfig, make_test_policy
-from chunkwise.serving.service import PolicyService
+from chunkwise.serving.service import SERVICE_NAME, PolicyService
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "chunkwise.v1.PolicyService"
 
 
 @dataclass
@@ -170,7 +169,7 @@ def start_server(cfg: ServeConfig, policy: Policy | None = None) -> RunningServe
         ],
         maximum_concurrent_rpcs=cfg.max_workers * 4,
     )
-    server.add_generic_rpc_handlers((service.handler(),))
+    server.add_registered_method_handlers(SERVICE_NAME, service.method_handlers())
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = f"[{cfg.host}]:{cfg.port}" if ":" in cfg.host else f"{cfg.host}:{cfg.port}"

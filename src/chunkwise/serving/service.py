@@ -27,6 +27,7 @@ from chunkwise.types import TASK, check_observation
 from chunkwise.wire import chunkwise_pb2 as pb
 from chunkwise.wire import chunkwise_pb2_grpc as pb_grpc
 from chunkwise.wire.codec import (
+    ALLOWED_DTYPES,
     SpecDecoder,
     WireError,
     decode_observation,
@@ -36,6 +37,8 @@ from chunkwise.wire.codec import (
 )
 
 log = logging.getLogger(__name__)
+SERVICE_NAME = "chunkwise.v1.PolicyService"
+_F32 = ALLOWED_DTYPES["float32"]
 
 
 def _parse(raw: bytes) -> pb.ObservationRequest:
@@ -103,11 +106,13 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     def Stream(self, raw_iterator: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.ChunkReply]:
         # Requests of one stream are answered in order; a client may pipeline them.
         for raw in raw_iterator:
-            request = pb.ObservationRequest()
+            request = None
             try:
                 request = self._parse(raw)
                 yield self._handle(request, context)
             except ServingError as e:
+                if request is None:  # unparseable: answer with empty ids
+                    request = pb.ObservationRequest()
                 yield pb.ChunkReply(
                     session_id=request.session_id,
                     episode_id=request.episode_id,
@@ -125,27 +130,30 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             )
         return _parse(raw)
 
-    def handler(self) -> grpc.GenericRpcHandler:
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         """Method handlers; Infer/Stream take raw bytes so that undecodable messages get
-        INVALID_ARGUMENT from us instead of gRPC's generic INTERNAL deserialization error."""
+        INVALID_ARGUMENT from us instead of gRPC's generic INTERNAL deserialization error.
+        Register them with ``server.add_registered_method_handlers`` (matched in gRPC's
+        core, no per-call Python lookup through generic handlers)."""
         out = pb.ChunkReply.SerializeToString
-        return grpc.method_handlers_generic_handler(
-            "chunkwise.v1.PolicyService",
-            {
-                "GetMetadata": grpc.unary_unary_rpc_method_handler(
-                    self.GetMetadata,
-                    request_deserializer=pb.MetadataRequest.FromString,
-                    response_serializer=pb.PolicyMetadata.SerializeToString,
-                ),
-                "Reset": grpc.unary_unary_rpc_method_handler(
-                    self.Reset,
-                    request_deserializer=pb.ResetRequest.FromString,
-                    response_serializer=pb.ResetReply.SerializeToString,
-                ),
-                "Infer": grpc.unary_unary_rpc_method_handler(self.Infer, response_serializer=out),
-                "Stream": grpc.stream_stream_rpc_method_handler(self.Stream, response_serializer=out),
-            },
-        )
+        return {
+            "GetMetadata": grpc.unary_unary_rpc_method_handler(
+                self.GetMetadata,
+                request_deserializer=pb.MetadataRequest.FromString,
+                response_serializer=pb.PolicyMetadata.SerializeToString,
+            ),
+            "Reset": grpc.unary_unary_rpc_method_handler(
+                self.Reset,
+                request_deserializer=pb.ResetRequest.FromString,
+                response_serializer=pb.ResetReply.SerializeToString,
+            ),
+            "Infer": grpc.unary_unary_rpc_method_handler(self.Infer, response_serializer=out),
+            "Stream": grpc.stream_stream_rpc_method_handler(self.Stream, response_serializer=out),
+        }
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The same handlers as one generic handler (for servers that mix services)."""
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.method_handlers())
 
     # ------------------------------------------------------------------ core
 
@@ -178,7 +186,14 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             first_timestep=request.timestep,
             request_id=request.request_id,
         )
-        encode_tensor(result.actions, out=reply.actions)
+        actions = result.actions
+        if actions.dtype == _F32 and actions.flags.c_contiguous:  # the usual case: fill in place
+            out = reply.actions
+            out.dtype = "float32"
+            out.shape.extend(actions.shape)
+            out.data = actions.tobytes()
+        else:
+            encode_tensor(actions, out=reply.actions)
         tm = reply.timings
         tm.queue_wait_ms = result.queue_wait_ms
         tm.preprocess_ms = preprocess_ms + result.stack_ms
