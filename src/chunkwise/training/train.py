@@ -11,6 +11,7 @@ lr, grad_norm, samples/s; plus ``eval/*`` records), ``<output_dir>/checkpoints/s
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -18,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import draccus
 import torch
@@ -108,10 +109,30 @@ def _load_policy_for_resume(ckpt: Path) -> tuple[Any, PolicyConfig]:
     return policy, PolicyConfig.from_dict(cfg["type"], cfg["config"])
 
 
+@contextlib.contextmanager
+def _cpu_training_settings(num_threads: int) -> Iterator[None]:
+    """Thread count and flush-to-zero for training, restored afterwards.
+
+    Flush-to-zero is process-global CPU state: left on, it breaks code that needs subnormal
+    floats (hypothesis refuses to generate floats at all), so a library call must undo it.
+    """
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    torch.set_flush_denormal(True)  # denormal floats are ~100x slower on CPU
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(previous_threads)
+
+
 def run_training(cfg: TrainConfig, dataset: Any = None) -> dict[str, Any]:
     """Train as configured; ``dataset`` overrides ``--dataset.root`` (tests, notebooks)."""
-    torch.set_num_threads(cfg.num_threads)
-    torch.set_flush_denormal(True)  # denormal floats are ~100x slower on CPU
+    with _cpu_training_settings(cfg.num_threads):
+        return _run_training(cfg, dataset)
+
+
+def _run_training(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     ckpt = last_checkpoint(out)
     if ckpt is not None and not cfg.resume:
