@@ -39,6 +39,25 @@ def merge(paths: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def seam_table(rows: list[dict[str, Any]]) -> str:
+    """Seam discontinuity |a_t - a_(t-1)| at chunk switches (inside-chunk value in brackets)."""
+    flats = {(f["task"], f["strategy"], f["delay"]): f for f in map(flat_row, rows)}
+    out = []
+    for task in dict.fromkeys(k[0] for k in flats):
+        delays = sorted({k[2] for k in flats if k[0] == task})
+        out += [f"{task}  (seam |a_t - a_t-1| at chunk switches; inside-chunk in brackets)",
+                "| strategy | " + " | ".join(f"d={d}" for d in delays) + " |", "|---" * (len(delays) + 1) + "|"]
+        for s in dict.fromkeys(k[1] for k in flats if k[0] == task):
+            cells = []
+            for d in delays:
+                f = flats.get((task, s, d))
+                seam = None if f is None else f["seam_discontinuity"]
+                cells.append("–" if seam is None else f"{seam:.3f} ({f['inside_discontinuity']:.3f})")
+            out.append(f"| {s} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def target_check(rows: list[dict[str, Any]], d_check: int = 4) -> str:
     flats = {(f["task"], f["strategy"], f["delay"]): f for f in map(flat_row, rows)}
     lines = []
@@ -72,7 +91,7 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     rows = merge(paths)
-    text = format_table(rows) + "\n\n" + target_check(rows) + "\n"
+    text = format_table(rows) + "\n\n" + seam_table(rows) + "\n" + target_check(rows) + "\n"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out + ".md").write_text(text)
     plot(rows, out + ".png")
