@@ -17,12 +17,11 @@ from torch import nn
 
 from chunkwise.policies.act.config import ACTConfig
 from chunkwise.policies.act.model import ACTModel, kl_divergence
-from chunkwise.policies.common.checkpoint import CONFIG_FILE, PolicyFilesMixin, load_policy_files
-from chunkwise.policies.common.config import PolicyConfig
+from chunkwise.policies.common.checkpoint import PolicyFilesMixin
 from chunkwise.policies.common.normalize import Normalizer
 from chunkwise.policies.common.trainable import DatasetInfo
 from chunkwise.policies.registry import register_loader
-from chunkwise.types import ACTION, OBS_STATE, FeatureSpec, PolicyMetadata, Prefix
+from chunkwise.types import ACTION, OBS_STATE, PolicyMetadata, Prefix
 
 ACTION_IS_PAD = "action_is_pad"
 
@@ -116,27 +115,7 @@ class ACTPolicy(PolicyFilesMixin, nn.Module):
             images.append(img.to(device))
         return state, images
 
-    # -- checkpoints: weights / save_into / save_pretrained come from PolicyFilesMixin ------
-    @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "ACTPolicy":
-        directory = Path(directory)
-        cfg_json, weights, stats = load_policy_files(directory)
-        if cfg_json.get("type") != "act":
-            raise ValueError(f"{directory / CONFIG_FILE}: type is {cfg_json.get('type')!r}, not 'act'")
-        config = PolicyConfig.from_dict("act", cfg_json["config"])
-        assert isinstance(config, ACTConfig)
-        meta = PolicyMetadata.from_dict(cfg_json["metadata"])
-        spec: dict[str, FeatureSpec] = dict(meta.observation_spec)
-        info = DatasetInfo(
-            observation_spec=spec, action_dim=meta.action_dim, fps=meta.fps, stats=stats, task=str(meta.extra.get("task", ""))
-        )
-        policy = cls(config, info)
-        missing, unexpected = policy.load_state_dict(weights, strict=False)
-        missing = [k for k in missing if not k.startswith("normalizer.")]
-        if missing or unexpected:
-            raise ValueError(f"{directory}: weights do not match the config (missing {missing}, unexpected {unexpected})")
-        policy.eval()
-        return policy
+    # -- checkpoints: weights / save_into / save_pretrained / from_pretrained: PolicyFilesMixin
 
 
 def _load(path: Path) -> ACTPolicy:

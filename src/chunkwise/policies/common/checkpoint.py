@@ -160,3 +160,30 @@ class PolicyFilesMixin:
     def save_pretrained(self, directory: str | Path) -> None:
         with atomic_directory(Path(directory)) as tmp:
             self.save_into(tmp)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **overrides: Any) -> Any:
+        """Rebuild the policy from its checkpoint; ``overrides`` replace config fields."""
+        from chunkwise.policies.common.config import PolicyConfig
+        from chunkwise.policies.common.trainable import DatasetInfo
+
+        directory = Path(directory)
+        cfg_json, weights, stats = load_policy_files(directory)
+        if cfg_json.get("type") != cls.policy_type:
+            raise ValueError(f"{directory / CONFIG_FILE}: type is {cfg_json.get('type')!r}, not {cls.policy_type!r}")
+        config = PolicyConfig.from_dict(cls.policy_type, {**cfg_json["config"], **overrides})
+        meta = PolicyMetadata.from_dict(cfg_json["metadata"])
+        info = DatasetInfo(
+            observation_spec=dict(meta.observation_spec),
+            action_dim=meta.action_dim,
+            fps=meta.fps,
+            stats=stats,
+            task=str(meta.extra.get("task", "")),
+        )
+        policy = cls(config, info)  # type: ignore[call-arg]
+        missing, unexpected = policy.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if not k.startswith("normalizer.")]
+        if missing or unexpected:
+            raise ValueError(f"{directory}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+        policy.eval()
+        return policy

@@ -24,14 +24,13 @@ import torch
 from torch import nn
 
 from chunkwise.policies import rtc
-from chunkwise.policies.common.checkpoint import CONFIG_FILE, PolicyFilesMixin, load_policy_files
-from chunkwise.policies.common.config import PolicyConfig
+from chunkwise.policies.common.checkpoint import PolicyFilesMixin
 from chunkwise.policies.common.normalize import Normalizer
 from chunkwise.policies.common.trainable import DatasetInfo
 from chunkwise.policies.flow.config import FlowConfig, PrefixMode
 from chunkwise.policies.flow.model import FlowModel, ObsEncoding
 from chunkwise.policies.registry import register_loader
-from chunkwise.types import ACTION, OBS_STATE, TASK, FeatureSpec, PolicyMetadata, Prefix
+from chunkwise.types import ACTION, OBS_STATE, TASK, PolicyMetadata, Prefix
 
 ACTION_IS_PAD = "action_is_pad"
 
@@ -222,27 +221,7 @@ class FlowPolicy(PolicyFilesMixin, nn.Module):
         terms["loss"] = float(loss.detach())
         return loss, terms
 
-    # -- checkpoints: weights / save_into / save_pretrained come from PolicyFilesMixin ------
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, **overrides: Any) -> "FlowPolicy":
-        """``overrides`` replace config fields (e.g. ``prefix_mode="rtc_guided"``)."""
-        directory = Path(directory)
-        cfg_json, weights, stats = load_policy_files(directory)
-        if cfg_json.get("type") != "flow":
-            raise ValueError(f"{directory / CONFIG_FILE}: type is {cfg_json.get('type')!r}, not 'flow'")
-        config = PolicyConfig.from_dict("flow", {**cfg_json["config"], **overrides})
-        assert isinstance(config, FlowConfig)
-        meta = PolicyMetadata.from_dict(cfg_json["metadata"])
-        spec: dict[str, FeatureSpec] = dict(meta.observation_spec)
-        info = DatasetInfo(observation_spec=spec, action_dim=meta.action_dim, fps=meta.fps, stats=stats,
-                           task=str(meta.extra.get("task", "")))
-        policy = cls(config, info)
-        missing, unexpected = policy.load_state_dict(weights, strict=False)
-        missing = [k for k in missing if not k.startswith("normalizer.")]
-        if missing or unexpected:
-            raise ValueError(f"{directory}: weights do not match the config (missing {missing}, unexpected {unexpected})")
-        policy.eval()
-        return policy
+    # -- checkpoints: weights / save_into / save_pretrained / from_pretrained: PolicyFilesMixin
 
 
 def _load(path: Path) -> FlowPolicy:
