@@ -10,9 +10,6 @@ difference to it is chunkwise's own work (parsing, validation, batching, encodin
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
-from concurrent import futures
 
 import grpc
 
@@ -20,6 +17,8 @@ METHOD = "/bench.Echo/Echo"
 
 
 def main() -> None:
+    from _common import serve_unary_until_sigterm  # script dir is on sys.path when run
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--reply_bytes", type=int, default=400)
@@ -29,17 +28,7 @@ def main() -> None:
     def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
         return reply
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=96),
-                         options=[("grpc.max_receive_message_length", 64 << 20)])
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
-    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
-    server.start()
-    print(f"listening on port {port}", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    done.wait()
-    server.stop(0)
+    serve_unary_until_sigterm("bench.Echo", "Echo", echo, args.port)
 
 
 def make_client(address: str):  # noqa: ANN201

@@ -12,7 +12,6 @@ helpers are ``openpi_client.msgpack_numpy`` too, so both ends use openpi's own e
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 import socket
@@ -24,21 +23,11 @@ def main() -> None:
     import websockets.asyncio.server as ws_server
     from openpi_client import msgpack_numpy
 
-    from chunkwise.policies.testing import TestPolicyConfig, make_test_policy
+    from _common import parse_policy_args  # script dir is on sys.path when run
+
     from chunkwise.types import stack_observations
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--model_ms", type=float, default=0.0)
-    ap.add_argument("--cameras", type=int, default=0)
-    ap.add_argument("--chunk_size", type=int, default=50)
-    ap.add_argument("--state_dim", type=int, default=39)
-    ap.add_argument("--action_dim", type=int, default=4)
-    ap.add_argument("--hidden", type=int, default=256)
-    args = ap.parse_args()
-    policy = make_test_policy(TestPolicyConfig(
-        type="mlp", cameras=args.cameras, model_ms=args.model_ms, chunk_size=args.chunk_size,
-        state_dim=args.state_dim, action_dim=args.action_dim, hidden=args.hidden))
+    args, policy = parse_policy_args()
     packer = msgpack_numpy.Packer()
 
     async def handler(ws) -> None:  # noqa: ANN001

@@ -12,12 +12,9 @@ with chunkwise's typed protocol. Never reuse it.
 
 from __future__ import annotations
 
-import argparse
 import pickle  # the point of this file: the pattern being measured (unsafe)
-import signal
 import threading
 import time
-from concurrent import futures
 
 import grpc
 
@@ -25,21 +22,11 @@ METHOD = "/bench.PickleAsync/SendObservationGetActions"
 
 
 def main() -> None:
-    from chunkwise.policies.testing import TestPolicyConfig, make_test_policy
+    from _common import parse_policy_args, serve_unary_until_sigterm  # script dir is on sys.path when run
+
     from chunkwise.types import stack_observations
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--model_ms", type=float, default=0.0)
-    ap.add_argument("--cameras", type=int, default=0)
-    ap.add_argument("--chunk_size", type=int, default=50)
-    ap.add_argument("--state_dim", type=int, default=39)
-    ap.add_argument("--action_dim", type=int, default=4)
-    ap.add_argument("--hidden", type=int, default=256)
-    args = ap.parse_args()
-    policy = make_test_policy(TestPolicyConfig(
-        type="mlp", cameras=args.cameras, model_ms=args.model_ms, chunk_size=args.chunk_size,
-        state_dim=args.state_dim, action_dim=args.action_dim, hidden=args.hidden))
+    args, policy = parse_policy_args()
     lock = threading.Lock()  # one request at a time, batch size 1
 
     def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -52,17 +39,7 @@ def main() -> None:
             return pickle.dumps({"timestep": obs["timestep"], "actions": actions,
                                  "model_ms": 1000 * (t2 - t1), "preprocess_ms": 1000 * (t1 - t0)})
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=96),
-                         options=[("grpc.max_receive_message_length", 64 << 20)])
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "bench.PickleAsync", {"SendObservationGetActions": grpc.unary_unary_rpc_method_handler(handle)}),))
-    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
-    server.start()
-    print(f"listening on port {port}", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    done.wait()
-    server.stop(0)
+    serve_unary_until_sigterm("bench.PickleAsync", "SendObservationGetActions", handle, args.port)
 
 
 class PickleClient:
