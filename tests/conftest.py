@@ -13,3 +13,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def lerobot_tiny() -> Path:
     """A LeRobot v3 dataset written by LeRobot 0.6.1 itself (see fixtures/README.md)."""
     return FIXTURES / "lerobot-v3-tiny"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small models on 2 shared cores are fastest on one intra-op thread; restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,12 +18,7 @@ from chunkwise.training.trainer import NonFiniteLossError, batch_indices, lr_at
 S, A, H = 5, 3, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class SyntheticDataset:

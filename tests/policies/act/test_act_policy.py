@@ -22,13 +22,7 @@ S, A, H = 6, 4, 5
 CAM = "observation.images.front"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPU is shared; small models are fastest on one thread anyway."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_info(images: bool = False) -> DatasetInfo:
