@@ -23,6 +23,7 @@ OBS_IMAGES = "observation.images"
 OBS_IMAGE_PREFIX = OBS_IMAGES + "."
 TASK = "task"
 ACTION = "action"
+PREFIX_LENGTH = "prefix_length"  # per frame: how many of the next actions are forced (data/branches.py)
 
 Observation = dict[str, Any]
 ObservationBatch = dict[str, Any]

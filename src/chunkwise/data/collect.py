@@ -2,7 +2,7 @@
 
     chunkwise collect --env.type=metaworld --env.task=push-v3 --n_episodes=50 \\
         --output_dir=data/push-v3 [--seed=0 --keep_failed=false --overwrite=false \\
-        --env.cameras='[corner2]' --max_attempts=...]
+        --env.cameras='[corner2]' --max_attempts=...] [--branches.delays='[1,2,3,4,5,6,7,8]']
 
 Attempt k resets the env with seed ``seed + k``. Unless ``keep_failed``, only successful
 episodes are kept and attempts continue until ``n_episodes`` succeed (at most
@@ -14,6 +14,11 @@ episodes are kept and attempts continue until ``n_episodes`` succeed (at most
 Episodes end at the first success (the env's ``terminate_on_success``): evaluation stops
 there too, and what MetaWorld's experts do after success is unspecified (some keep
 pushing and undo it), so post-success frames would teach nothing useful.
+
+With ``--branches.delays`` each kept episode is followed by its *prefix branches*
+(``chunkwise.data.branches``): short episodes that start with a stale plan's queued
+actions and continue with the expert, marked by a per-frame ``prefix_length`` column
+(0 on the demonstrations). Prefix-aware policies train on them; others ignore the column.
 
 The dataset is written into a hidden temp dir next to ``output_dir`` and renamed into
 place at the end; an interrupted run leaves no directory that looks complete.
@@ -32,6 +37,7 @@ import draccus
 import numpy as np
 
 from chunkwise.data import format as fmt
+from chunkwise.data.branches import PREFIX_LENGTH, BranchConfig, record_branches
 from chunkwise.data.writer import LeRobotV3Writer
 from chunkwise.envs import EnvConfig, MetaWorldEnvConfig, make_env
 from chunkwise.types import ACTION, OBS_STATE
@@ -48,6 +54,7 @@ class CollectConfig:
     max_attempts: int | None = None  # give up after this many episodes (default 2 * n_episodes + 20)
     robot_type: str = "sawyer"  # written to meta/info.json
     progress: bool = True  # tqdm progress bar on stderr
+    branches: BranchConfig = field(default_factory=BranchConfig)  # prefix branches (off by default)
 
     def __post_init__(self) -> None:
         if self.n_episodes <= 0:
@@ -67,13 +74,14 @@ class CollectSummary:
     frames: int
     attempts: int
     successes: int
+    branches: int = 0
 
     @property
     def success_rate(self) -> float:
         return self.successes / self.attempts if self.attempts else 0.0
 
 
-def _features(env: Any) -> dict[str, dict[str, Any]]:
+def _features(env: Any, branches: bool = False) -> dict[str, dict[str, Any]]:
     feats: dict[str, dict[str, Any]] = {}
     for key, spec in env.observation_spec.items():
         if spec.dtype == "uint8" and len(spec.shape) == 3:
@@ -84,6 +92,8 @@ def _features(env: Any) -> dict[str, dict[str, Any]]:
     feats["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
     feats["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
     feats["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
+    if branches:
+        feats[PREFIX_LENGTH] = {"dtype": "int64", "shape": [1], "names": None}
     return feats
 
 
@@ -133,8 +143,9 @@ def collect(cfg: CollectConfig) -> CollectSummary:
         with make_env(cfg.env) as env:
             if not hasattr(env, "expert_action"):
                 raise ValueError(f"env type {cfg.env.type!r} has no scripted expert (expert_action)")
-            writer = LeRobotV3Writer(tmp, fps=env.fps, features=_features(env), robot_type=cfg.robot_type)
-            attempts = successes = frames = 0
+            branching = cfg.branches.enabled
+            writer = LeRobotV3Writer(tmp, fps=env.fps, features=_features(env, branching), robot_type=cfg.robot_type)
+            attempts = successes = frames = n_branches = 0
             seeds, flags = [], []
             bar = tqdm(total=cfg.n_episodes, desc=f"collect {env.task}", unit="ep", disable=not cfg.progress,
                        file=sys.stderr)
@@ -150,12 +161,20 @@ def collect(cfg: CollectConfig) -> CollectSummary:
                     attempts += 1
                     successes += int(ok)
                     if ok or cfg.keep_failed:
+                        if branching:
+                            ep[PREFIX_LENGTH] = np.zeros(len(ep[ACTION]), dtype=np.int64)
                         writer.add_episode(ep, task=env.task, seed=seed)
                         seeds.append(seed)
                         flags.append(ok)
                         frames += len(ep[ACTION])
+                        if branching:
+                            for branch in record_branches(env, seed, cfg.branches):
+                                writer.add_episode(branch, task=env.task, seed=seed)
+                                frames += len(branch[ACTION])
+                                n_branches += 1
                         bar.update(1)
-                    bar.set_postfix(attempts=attempts, success=f"{successes / attempts:.0%}")
+                    bar.set_postfix(attempts=attempts, success=f"{successes / attempts:.0%}",
+                                    **({"branches": n_branches} if branching else {}))
             writer.finalize(extra_meta={
                 "generator": "chunkwise collect",
                 "env": {"type": cfg.env.type, **asdict(cfg.env)},
@@ -166,12 +185,13 @@ def collect(cfg: CollectConfig) -> CollectSummary:
                 "expert_success_rate": successes / attempts,
                 "episode_seeds": seeds,
                 "episode_success": flags,
+                "branches": {**asdict(cfg.branches), "episodes": n_branches} if branching else None,
             })
         _move_into_place(tmp, out, cfg.overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return CollectSummary(out, len(seeds), frames, attempts, successes)
+    return CollectSummary(out, len(seeds), frames, attempts, successes, n_branches)
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
@@ -209,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, RuntimeError) as exc:
         print(f"chunkwise collect: error: {exc}", file=sys.stderr)
         return 1
-    print(f"task {cfg.env.task}: kept {s.episodes} episodes ({s.frames} frames) from {s.attempts} attempts; "
-          f"expert success rate {s.successes}/{s.attempts} = {s.success_rate:.1%}")
+    branches = f" + {s.branches} prefix branches" if cfg.branches.enabled else ""
+    print(f"task {cfg.env.task}: kept {s.episodes} episodes{branches} ({s.frames} frames) from {s.attempts} "
+          f"attempts; expert success rate {s.successes}/{s.attempts} = {s.success_rate:.1%}")
     print(f"wrote LeRobot v3.0 dataset to {s.output_dir}")
     return 0
 

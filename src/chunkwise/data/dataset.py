@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from chunkwise.data import format as fmt
 from chunkwise.data.stats import image_stats, stats_from_json, vector_stats
-from chunkwise.types import ACTION, OBS_IMAGE_PREFIX, OBS_STATE
+from chunkwise.types import ACTION, OBS_IMAGE_PREFIX, OBS_STATE, PREFIX_LENGTH
 
 REQUIRED_KEYS = (OBS_STATE, ACTION)
 
@@ -90,6 +90,9 @@ class ChunkDataset:
                            else np.zeros(n, dtype=np.int64))
         self.reward = (table["next.reward"].to_numpy().astype(np.float32) if "next.reward" in table.column_names
                        else np.zeros(n, dtype=np.float32))
+        # forced (stale-plan) actions ahead of each frame; only datasets with prefix branches
+        self.prefix_length = (table[PREFIX_LENGTH].to_numpy().astype(np.int64)
+                              if PREFIX_LENGTH in table.column_names else None)
 
         # Episode bounds from the contiguous runs of episode_index (rows sorted by index).
         change = np.flatnonzero(np.diff(self.episode_index)) + 1
@@ -233,6 +236,8 @@ class ChunkDataset:
         batch["episode_index"] = self.episode_index[idx]
         batch["frame_index"] = self.frame_index[idx]
         batch["next.reward"] = self.reward[idx]
+        if self.prefix_length is not None:
+            batch[PREFIX_LENGTH] = self.prefix_length[idx]
         return batch
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -243,6 +248,8 @@ class ChunkDataset:
         out["episode_index"] = int(out["episode_index"])
         out["frame_index"] = int(out["frame_index"])
         out["next.reward"] = np.float32(out["next.reward"])
+        if PREFIX_LENGTH in out:
+            out[PREFIX_LENGTH] = int(out[PREFIX_LENGTH])
         return out
 
     def __repr__(self) -> str:

@@ -211,3 +211,18 @@ def test_normalizer_round_trip_and_constant_dims() -> None:
     assert Normalizer(stats, {"x": "mean_std"}).normalize("x", torch.tensor([[3.0, 7.0]])).tolist() == [[1.0, 5.0]]
     with pytest.raises(ValueError, match="mode"):
         Normalizer(stats, {"x": "zscore"})  # type: ignore[dict-item]
+
+
+def test_forced_prefix_actions_get_no_loss() -> None:
+    """A prefix branch's stale-plan actions (prefix_length, data/branches.py) are not the
+    expert's: ACT is not supervised on them."""
+    torch.manual_seed(0)
+    policy = small_config(use_vae=False, dropout=0.0).make_policy(make_info())
+    b = batch(4)
+    b["prefix_length"] = torch.tensor([2, 0, 3, 0])
+    changed = dict(b, action=b["action"].clone())
+    changed["action"][0, :2] += 3.0
+    changed["action"][2, :3] -= 3.0
+    assert torch.equal(policy.compute_loss(b)[0], policy.compute_loss(changed)[0])
+    changed["action"][1, 0] += 3.0  # an unforced step still counts
+    assert not torch.equal(policy.compute_loss(b)[0], policy.compute_loss(changed)[0])

@@ -7,6 +7,8 @@ import json
 import draccus
 import numpy as np
 import pytest
+import torch
+from flow_helpers import tiny_policy, toy_batch
 
 from chunkwise.policies.flow.config import FlowConfig
 from chunkwise.policies.registry import load
@@ -81,3 +83,53 @@ def test_flow_trains_with_the_shared_trainer_and_resumes_exactly(tmp_path):
     b = load(tmp_path / "b" / "checkpoints" / "last")
     for (k, va), vb in zip(policy.state_dict().items(), b.state_dict().values()):
         assert np.allclose(va.numpy(), vb.numpy(), atol=1e-6), k
+
+
+def test_forced_prefix_actions_get_no_loss():
+    """prefix_length marks a prefix branch's stale-plan actions (data/branches.py): changing
+    them must not change the flow loss or the delta-expert loss beyond the context they feed."""
+    policy = tiny_policy(delta_expert=True)
+    batch = toy_batch(16)
+    batch["prefix_length"] = torch.tensor([3] * 8 + [0] * 8)
+
+    def flow_loss(b):
+        torch.manual_seed(1)
+        actions = policy.normalizer.normalize("action", b["action"])
+        obs = policy.encode(b)
+        return policy.model.flow_loss(obs, actions, b["action_is_pad"], prefix_length=b["prefix_length"])[0]
+
+    changed = dict(batch, action=batch["action"].clone())
+    changed["action"][:8, :3] += 5.0  # only forced steps of the branch examples
+    assert torch.equal(flow_loss(batch), flow_loss(changed))
+    # the delta expert: zero context (option 2) makes the forced steps pure targets -> masked
+    policy.config.delta_zero_context_prob = 1.0
+
+    def delta_loss(b):
+        torch.manual_seed(2)
+        actions = policy.normalizer.normalize("action", b["action"])
+        return policy.model.delta.forward_delta_expert(policy.encode(b), actions, b["action_is_pad"],
+                                                       prefix_length=b.get("prefix_length"))[0]
+
+    assert torch.equal(delta_loss(batch), delta_loss(changed))
+    batch.pop("prefix_length")
+    changed.pop("prefix_length")
+    assert not torch.equal(delta_loss(batch), delta_loss(changed))  # without the mask they count
+
+
+def test_rtc_training_always_freezes_the_forced_prefix():
+    """With rtc_training, d = max(sampled d, prefix_length): a forced action is never noised."""
+    policy = tiny_policy(rtc_training=True, rtc_training_prob=0.0)  # sampled d is always 0
+    batch = toy_batch(8)
+    seen = {}
+
+    def spy(obs, x_t, t, token_t):
+        seen["x_t"], seen["token_t"] = x_t.detach().clone(), token_t.detach().clone()
+        return torch.zeros_like(x_t)
+
+    policy.model.velocity_net.forward = spy
+    actions = policy.normalizer.normalize("action", batch["action"])
+    policy.model.flow_loss(policy.encode(batch), actions, batch["action_is_pad"],
+                           prefix_length=torch.tensor([2, 0, 5, 0, 0, 0, 0, 1]))
+    for b, d in enumerate([2, 0, 5, 0, 0, 0, 0, 1]):
+        assert torch.equal(seen["x_t"][b, :d], actions[b, :d])
+        assert torch.all(seen["token_t"][b, :d] == 1.0) and torch.all(seen["token_t"][b, d:] < 1.0)

@@ -19,9 +19,9 @@ from chunkwise.policies.act.config import ACTConfig
 from chunkwise.policies.act.model import ACTModel, kl_divergence
 from chunkwise.policies.common.checkpoint import PolicyFilesMixin
 from chunkwise.policies.common.normalize import Normalizer
-from chunkwise.policies.common.trainable import DatasetInfo
+from chunkwise.policies.common.trainable import DatasetInfo, forced_steps
 from chunkwise.policies.registry import register_loader
-from chunkwise.types import ACTION, OBS_STATE, PolicyMetadata, Prefix
+from chunkwise.types import ACTION, OBS_STATE, PREFIX_LENGTH, PolicyMetadata, Prefix
 
 ACTION_IS_PAD = "action_is_pad"
 
@@ -84,7 +84,11 @@ class ACTPolicy(PolicyFilesMixin, nn.Module):
         target = self.normalizer.normalize(ACTION, batch[ACTION].float())
         is_pad = batch[ACTION_IS_PAD].bool()
         pred, mu, log_var = self.model(state, images, target, is_pad)
-        valid = (~is_pad).unsqueeze(-1).float()
+        valid = ~is_pad
+        forced = forced_steps(batch.get(PREFIX_LENGTH), valid.shape[1])
+        if forced is not None:  # a prefix branch's stale-plan actions are not the expert's
+            valid = valid & ~forced
+        valid = valid.unsqueeze(-1).float()
         l1 = ((pred - target).abs() * valid).sum() / (valid.sum() * target.shape[-1]).clamp(min=1.0)
         terms = {"l1": float(l1.detach())}
         loss = l1

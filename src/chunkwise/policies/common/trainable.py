@@ -49,3 +49,12 @@ class TrainablePolicy(Protocol):
     def reset(self) -> None: ...
 
     def save_pretrained(self, directory: Path) -> None: ...
+
+
+def forced_steps(prefix_length: torch.Tensor | None, horizon: int) -> torch.Tensor | None:
+    """(B, H) bool: chunk index i < prefix_length[b], the forced (stale-plan) actions of a
+    prefix branch (``chunkwise.data.branches``); they are not the expert's choice, so no
+    policy may be supervised on them. None when the batch has no ``prefix_length``."""
+    if prefix_length is None:
+        return None
+    return torch.arange(horizon, device=prefix_length.device).unsqueeze(0) < prefix_length.long().reshape(-1, 1)

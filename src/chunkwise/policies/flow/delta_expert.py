@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chunkwise.policies.common.trainable import forced_steps
 from chunkwise.policies.flow.config import FlowConfig
 from chunkwise.policies.flow.model import ObsEncoding, VelocityNet
 
@@ -121,10 +122,14 @@ class DeltaExpert(nn.Module):
         action_context: torch.Tensor | None = None,
         use_context: bool = True,
         generator: torch.Generator | None = None,
+        prefix_length: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Training loss. Context defaults to the ground truth ``actions[:, :N]`` (seed
         option 1, aligned to the same steps as the target chunk); ``use_context=False`` is
         the zero-context option 2; ``delta_zero_context_prob`` mixes option 2 in per example.
+        Indices ``< prefix_length`` (forced stale-plan actions of a prefix branch) get no loss:
+        they run from the queue anyway (the executor drops output indices < delay), and past
+        the N context actions they could not be predicted.
         """
         cfg = self.cfg
         B, H, A = actions.shape
@@ -146,6 +151,8 @@ class DeltaExpert(nn.Module):
         target = (actions - x0) / (1 - t0)
         v = self.net(obs, x_t, t)
         mask = torch.ones(B, H, dtype=torch.bool) if action_is_pad is None else ~action_is_pad.bool()
+        if prefix_length is not None:
+            mask = mask & ~forced_steps(prefix_length, H)
         sq = ((v - target) ** 2) * mask.unsqueeze(-1)
         # Scale by (1 - t0)^2 so the loss is the error of the *landed chunk*, comparable to flow_loss.
         loss = sq.sum() / (mask.sum() * A).clamp(min=1) * (1 - t0) ** 2

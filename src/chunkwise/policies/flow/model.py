@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chunkwise.policies.common.embeddings import sinusoidal_embedding
+from chunkwise.policies.common.trainable import forced_steps
 from chunkwise.policies.common.vision import ConvBackbone
 from chunkwise.policies.flow.config import FlowConfig
 
@@ -224,12 +225,17 @@ class FlowModel(nn.Module):
         actions: torch.Tensor,
         action_is_pad: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        prefix_length: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """MSE(v_θ(x_t, t), actions − noise) over real (non-padded) chunk steps.
 
         With ``rtc_training`` an example is delayed with probability ``rtc_training_prob`` and
         then draws d ~ U{0..rtc_max_delay} (otherwise d = 0): indices i < d are the clean
         actions with per-token time 1 and are excluded from the loss.
+
+        ``prefix_length`` (B,) marks forced actions (prefix branches, data/branches.py): they
+        are a stale plan, not the expert's choice, so they never get a loss, and with
+        ``rtc_training`` they are always part of the clean prefix: d = max(d, prefix_length).
         """
         cfg = self.cfg
         B, H, A = actions.shape
@@ -242,10 +248,14 @@ class FlowModel(nn.Module):
             d = torch.randint(0, cfg.rtc_max_delay + 1, (B,), generator=generator)
             delayed = torch.rand(B, generator=generator) < cfg.rtc_training_prob
             d = torch.where(delayed, d, torch.zeros_like(d))
-            prefix = torch.arange(H).unsqueeze(0) < d.unsqueeze(1)
+            if prefix_length is not None:
+                d = torch.maximum(d, prefix_length.long())
+            prefix = forced_steps(d, H)
             x_t = torch.where(prefix.unsqueeze(-1), actions, x_t)
             token_t = torch.where(prefix, torch.ones_like(token_t), token_t)
             mask = mask & ~prefix
+        elif prefix_length is not None:
+            mask = mask & ~forced_steps(prefix_length, H)
         v = self.velocity_net(obs, x_t, t, token_t)
         sq = ((v - (actions - noise)) ** 2) * mask.unsqueeze(-1)
         loss = sq.sum() / (mask.sum() * A).clamp(min=1)

@@ -30,7 +30,7 @@ from chunkwise.policies.common.trainable import DatasetInfo
 from chunkwise.policies.flow.config import FlowConfig, PrefixMode
 from chunkwise.policies.flow.model import FlowModel, ObsEncoding
 from chunkwise.policies.registry import register_loader
-from chunkwise.types import ACTION, OBS_STATE, TASK, PolicyMetadata, Prefix
+from chunkwise.types import ACTION, OBS_STATE, PREFIX_LENGTH, TASK, PolicyMetadata, Prefix
 
 ACTION_IS_PAD = "action_is_pad"
 
@@ -213,9 +213,10 @@ class FlowPolicy(PolicyFilesMixin, nn.Module):
         obs = self.encode(batch)
         actions = self.normalizer.normalize(ACTION, batch[ACTION].float())
         is_pad = batch.get(ACTION_IS_PAD)
-        loss, terms = self.model.flow_loss(obs, actions, is_pad)
+        forced = batch.get(PREFIX_LENGTH)  # prefix branches only (data/branches.py)
+        loss, terms = self.model.flow_loss(obs, actions, is_pad, prefix_length=forced)
         if self.model.delta is not None:
-            d_loss, d_terms = self.model.delta.forward_delta_expert(obs, actions, is_pad)
+            d_loss, d_terms = self.model.delta.forward_delta_expert(obs, actions, is_pad, prefix_length=forced)
             loss = loss + self.config.delta_loss_weight * d_loss
             terms.update(d_terms)
         terms["loss"] = float(loss.detach())

@@ -27,6 +27,7 @@ images are not needed to compute the expert and rendering would dominate the cos
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -89,33 +90,71 @@ class OraclePolicy:
         return OraclePolicy(self.env, self.chunk_size, prefix_aware=True)
 
     def _rollout(self, frozen: np.ndarray | None = None) -> np.ndarray:
-        env = self.env
-        h = self.chunk_size
-        chunk = np.empty((h, env.action_dim), dtype=np.float32)
-        snap = env.snapshot()
-        cameras = getattr(env, "cameras", None)
+        return expert_rollout(self.env, self.chunk_size, frozen).actions
+
+
+@dataclass
+class ExpertRollout:
+    """What ``expert_rollout`` saw: ``actions`` (H, A) always; per-step ``states`` /
+    ``rewards`` / ``successes`` / ``dones`` only with ``record=True`` (length = steps run)."""
+
+    actions: np.ndarray
+    states: np.ndarray | None = None
+    rewards: np.ndarray | None = None
+    successes: np.ndarray | None = None
+    dones: np.ndarray | None = None
+
+
+def expert_rollout(env: Any, h: int, frozen: np.ndarray | None = None, record: bool = False,
+                   stop_on_done: bool = False) -> ExpertRollout:
+    """Roll the env forward ``h`` steps in a snapshot, then rewind it bit-exactly.
+
+    Step i runs ``frozen[i]`` while i < len(frozen) (NaN rows = the env's idle action, i.e. a
+    stall), then the scripted expert. Without ``record`` the last action is not stepped (only
+    its value is needed) and past the env's step limit the chunk is padded with the last action.
+    With ``record`` every action is stepped and the observation before it, the reward, success
+    and termination after it are kept; ``stop_on_done`` ends the rollout at termination.
+    """
+    chunk = np.empty((h, env.action_dim), dtype=np.float32)
+    states: list[np.ndarray] = []
+    rewards: list[float] = []
+    successes: list[bool] = []
+    dones: list[bool] = []
+    snap = env.snapshot()
+    cameras = getattr(env, "cameras", None)
+    if cameras:
+        env.cameras = []
+    try:
+        limit = getattr(env, "max_episode_steps", None)
+        elapsed = getattr(env, "elapsed_steps", None)
+        left = h if limit is None or elapsed is None else max(0, limit - elapsed)
+        n = 0
+        for i in range(h):
+            if frozen is not None and i < frozen.shape[0]:
+                a = frozen[i]
+                if np.isnan(a).any():  # NaN marks a stall step: the env will idle
+                    a = np.asarray(env.idle_action(), dtype=np.float32)
+            else:
+                a = np.asarray(env.expert_action(None), dtype=np.float32)
+            chunk[i] = a
+            n = i + 1
+            if not record and (i + 1 >= h or i + 1 >= left):
+                break  # the env cannot step past its limit; the rest is never executed
+            if record:
+                states.append(np.asarray(env.raw_observation(), dtype=np.float32))
+            _, reward, terminated, truncated, info = env.step(a)
+            if record:
+                rewards.append(float(reward))
+                successes.append(bool(info.get("success", False)))
+                dones.append(bool(terminated or truncated))
+                if truncated or (stop_on_done and terminated):
+                    break
+        chunk[n:] = chunk[n - 1]  # pad past the episode end with the last action
+    finally:
         if cameras:
-            env.cameras = []
-        try:
-            limit = getattr(env, "max_episode_steps", None)
-            elapsed = getattr(env, "elapsed_steps", None)
-            left = h if limit is None or elapsed is None else max(0, limit - elapsed)
-            n = 0
-            for i in range(h):
-                if frozen is not None and i < frozen.shape[0]:
-                    a = frozen[i]
-                    if np.isnan(a).any():  # NaN marks a stall step: the env will idle
-                        a = np.asarray(env.idle_action(), dtype=np.float32)
-                else:
-                    a = np.asarray(env.expert_action(None), dtype=np.float32)
-                chunk[i] = a
-                n = i + 1
-                if i + 1 >= h or i + 1 >= left:
-                    break  # the env cannot step past its limit; the rest is never executed
-                env.step(a)
-            chunk[n:] = chunk[n - 1]  # pad past the episode end with the last action
-        finally:
-            if cameras:
-                env.cameras = cameras
-            env.restore(snap)
-        return chunk
+            env.cameras = cameras
+        env.restore(snap)
+    if not record:
+        return ExpertRollout(chunk)
+    return ExpertRollout(chunk[:n], np.stack(states), np.asarray(rewards, np.float32),
+                         np.asarray(successes, bool), np.asarray(dones, bool))

@@ -1,0 +1,127 @@
+"""Prefix branches: demonstrations of *continuing after a stale plan*.
+
+Why: a prefix-aware policy (training-time RTC, the delta expert) is given the queued
+actions that will run while it computes and must plan what comes after them. In plain
+demonstrations the next actions are always the expert's own, so the prefix carries no
+information the observation does not already hold, and the model learns to ignore it.
+Under delay the queued prefix comes from a plan made k steps earlier and is *not* what
+the expert would do now; the right continuation is the expert's plan from the state the
+robot reaches after that prefix. The scripted oracle measures this (docs/async.md:
+``oracle_prefix`` keeps 100 % at d = 8 where ``latest_only`` falls to 4 %), so the data
+can be generated the same way.
+
+How (per demonstration seed): the scripted oracle runs the episode async (``latest_only``,
+``chunk_size`` actions per chunk, trigger ``chunk_size_threshold``, delay d drawn from
+``delays`` per request) on the virtual clock. At every request (obs_t, queued plan q, d),
+a branch is rolled out in a snapshot of the env and recorded as its own episode:
+
+    branch frame   0      1    ..  d-1    d        ..  length-1
+    action         q[0]   q[1] ..  q[d-1] expert   ..  expert        (idle where q ran dry)
+    prefix_length  d      d-1  ..  1      0        ..  0
+
+``prefix_length`` (a per-frame int column) says how many of the frame's next actions are
+forced, not the expert's choice; training must give those as the prefix and put no loss on
+them (``FlowPolicy.compute_loss``). Frames with ``prefix_length = 0`` are ordinary expert
+frames from states slightly off the demonstrations (DART-like).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from chunkwise.policies.scripted.oracle import OraclePolicy, expert_rollout
+from chunkwise.types import ACTION, OBS_STATE, PREFIX_LENGTH, ObservationBatch, PolicyMetadata, Prefix
+
+
+@dataclass
+class BranchConfig:
+    """``--branches.delays='[1,2,4,8]'`` turns branch recording on (empty = off)."""
+
+    delays: list[int] = field(default_factory=list)  # d drawn uniformly from these per request
+    chunk_size: int = 20  # actions per oracle chunk (= the policy's actions_per_chunk)
+    chunk_size_threshold: float = 0.5  # async trigger, as in eval
+    length: int = 20  # frames per branch (the prefix included)
+    max_steps: int = 150  # cap on the async run: a failing run would otherwise flood the data
+
+    def __post_init__(self) -> None:
+        if any(int(d) != d or d < 1 for d in self.delays):
+            raise ValueError(f"branches.delays must be integers >= 1, got {self.delays}")
+        if self.chunk_size <= 0:
+            raise ValueError(f"branches.chunk_size must be positive, got {self.chunk_size}")
+        if not 0.0 <= self.chunk_size_threshold <= 1.0:
+            raise ValueError(f"branches.chunk_size_threshold must be in [0, 1], got {self.chunk_size_threshold}")
+        if self.max_steps <= 0:
+            raise ValueError(f"branches.max_steps must be positive, got {self.max_steps}")
+        if self.delays and self.length <= max(self.delays):
+            raise ValueError(f"branches.length={self.length} must exceed the largest delay {max(self.delays)} "
+                             "(a branch needs expert actions after its prefix)")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.delays)
+
+
+class _BranchRecorder:
+    """Policy for the executor: executes the plain oracle's chunk (a stale plan, like a
+    prefix-unaware model's), and records the prefix branch of every request."""
+
+    def __init__(self, env: Any, cfg: BranchConfig) -> None:
+        self.env = env
+        self.cfg = cfg
+        self.oracle = OraclePolicy(env, chunk_size=cfg.chunk_size)
+        meta = self.oracle.metadata
+        self._metadata = replace(meta, uses_prefix=True)
+        self.branches: list[dict[str, np.ndarray]] = []
+
+    @property
+    def metadata(self) -> PolicyMetadata:
+        return self._metadata
+
+    def reset(self) -> None:
+        pass
+
+    def predict_chunk(self, obs_batch: ObservationBatch,
+                      prefix: Sequence[Prefix | None] | None = None) -> np.ndarray:
+        chunk = self.oracle.predict_chunk(obs_batch)
+        p = prefix[0] if prefix else None
+        if p is not None and p.delay > 0:
+            self.branches.append(self._branch(p))
+        return chunk
+
+    def _branch(self, p: Prefix) -> dict[str, np.ndarray]:
+        d, a_dim = p.delay, self.env.action_dim
+        frozen = np.full((d, a_dim), np.nan, dtype=np.float32)  # NaN = stall (queue ran dry)
+        queued = np.asarray(p.actions[:d], dtype=np.float32)
+        frozen[: len(queued)] = queued
+        r = expert_rollout(self.env, self.cfg.length, frozen, record=True, stop_on_done=True)
+        n = len(r.actions)
+        dones = r.dones.copy()
+        dones[-1] = True  # a branch is its own (short) episode
+        return {
+            OBS_STATE: r.states,
+            ACTION: r.actions,
+            "next.reward": r.rewards,
+            "next.success": r.successes,
+            "next.done": dones,
+            PREFIX_LENGTH: np.maximum(d - np.arange(n), 0).astype(np.int64),
+        }
+
+
+def record_branches(env: Any, seed: int, cfg: BranchConfig) -> list[dict[str, np.ndarray]]:
+    """Run episode ``seed`` async with the oracle and return its prefix branches (frames
+    as in ``collect.run_expert_episode`` plus ``prefix_length``)."""
+    from chunkwise.runtime import ExecutionConfig, VirtualClockExecutor
+    from chunkwise.scheduling.delay import SampledDelay
+
+    if getattr(env, "cameras", None):
+        raise ValueError("prefix branches are state-only (the look-ahead does not render); "
+                         "collect them without --env.cameras")
+    recorder = _BranchRecorder(env, cfg)
+    exe_cfg = ExecutionConfig(strategy="async", aggregate_fn_name="latest_only", actions_per_chunk=cfg.chunk_size,
+                              chunk_size_threshold=cfg.chunk_size_threshold, max_steps=cfg.max_steps,
+                              record_trace=False)
+    VirtualClockExecutor(env, recorder, exe_cfg, delay=SampledDelay(list(cfg.delays))).run_episode(seed)
+    return recorder.branches
