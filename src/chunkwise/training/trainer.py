@@ -83,10 +83,15 @@ def dataset_info(dataset: Any, root: str = "", use_images: bool | None = None) -
     )
 
 
-def to_tensors(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    out = {}
+def to_tensors(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """Numeric columns -> tensors; ``task`` stays a list of strings (one per example) so
+    task-conditioned policies train on each example's own task (multi-task datasets)."""
+    out: dict[str, Any] = {}
     for key, value in batch.items():
-        if key == TASK or isinstance(value, (str, list)):
+        if key == TASK:
+            out[key] = [value] * len(next(iter(batch.values()))) if isinstance(value, str) else list(value)
+            continue
+        if isinstance(value, (str, list)):
             continue
         arr = np.asarray(value)
         if arr.dtype.kind in "fiub":

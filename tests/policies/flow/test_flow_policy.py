@@ -129,13 +129,15 @@ def test_beta_time_schedule_puts_mass_near_the_noise_end():
     assert abs(float(u.mean()) - 0.5) < 0.01
 
 
-def test_missing_task_means_the_dataset_task_in_training_and_inference():
-    """Regression: the trainer's to_tensors drops the task strings, so training used to
-    encode task "" while the env sends its task name at inference (~4x worse actions)."""
+def test_training_sees_each_examples_task_and_a_missing_task_means_the_datasets():
+    """Regression: the trainer's to_tensors used to drop the task strings, so training
+    encoded one task while the env sent another at inference (~4x worse actions). Now the
+    per-example tasks reach compute_loss (multi-task data), and an observation without a
+    task means the dataset's task."""
     from chunkwise.training.trainer import to_tensors
 
     policy = tiny_policy()
-    batch = toy_batch(4)
+    batch = dict(toy_batch(4), task=["toy", "other", "toy", "other"])
     seen: list[list[str]] = []
     real = policy.model.obs_encoder.forward
 
@@ -145,10 +147,10 @@ def test_missing_task_means_the_dataset_task_in_training_and_inference():
 
     policy.model.obs_encoder.forward = spy
     train_batch = to_tensors(batch)
-    assert "task" not in train_batch  # what the trainer hands compute_loss
+    assert train_batch["task"] == ["toy", "other", "toy", "other"]  # what the trainer hands compute_loss
     policy.compute_loss(train_batch)
-    policy.predict_chunk({"observation.state": batch["observation.state"].numpy(), "task": "toy"})
-    assert seen[0] == ["toy"] * 4 and seen[1] == ["toy"] * 4
+    policy.predict_chunk({"observation.state": batch["observation.state"].numpy()})
+    assert seen[0] == ["toy", "other", "toy", "other"] and seen[1] == ["toy"] * 4
     with_task = policy.encode({"observation.state": batch["observation.state"], "task": ["toy"] * 4})
     without = policy.encode({"observation.state": batch["observation.state"]})
     assert torch.equal(with_task.tokens, without.tokens)

@@ -113,10 +113,8 @@ class FlowPolicy(PolicyFilesMixin, nn.Module):
         state = self.normalizer.normalize(OBS_STATE, raw.float())
         tasks = batch.get(TASK)
         if tasks is None:
-            # The trainer's to_tensors drops the (string) task column, while the env sends its
-            # task with every observation. Falling back to "" trained the task embedding of ""
-            # and evaluated that of "push-v3" (a train/test mismatch that cost ~4x action
-            # error); the dataset's task is what both sides mean.
+            # A caller without a task (a bare observation dict) means the dataset's task, never
+            # "": embedding "" at one side and "push-v3" at the other once cost ~4x action error.
             tasks = self.info.task
         tasks = [tasks] * state.shape[0] if isinstance(tasks, str) else list(tasks)
         images = []
