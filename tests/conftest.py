@@ -24,3 +24,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def push_env():
+    """A state-only push-v3 env shared by a module's tests, closed after them."""
+    from chunkwise.envs import MetaWorldEnvConfig, make_env
+
+    env = make_env(MetaWorldEnvConfig(task="push-v3"))
+    yield env
+    env.close()

@@ -15,13 +15,6 @@ from chunkwise.policies.scripted import OraclePolicy
 from chunkwise.types import ACTION, OBS_STATE, PREFIX_LENGTH, Prefix, stack_observations
 
 
-@pytest.fixture(scope="module")
-def push_env():
-    env = make_env(MetaWorldEnvConfig(task="push-v3"))
-    yield env
-    env.close()
-
-
 def test_branch_is_the_prefix_then_the_prefix_aware_oracle(push_env):
     env = push_env
     obs = env.reset(seed=5)

@@ -8,13 +8,6 @@ from chunkwise.runtime import ExecutionConfig, VirtualClockExecutor
 from chunkwise.types import stack_observations
 
 
-@pytest.fixture(scope="module")
-def push_env():
-    env = make_env(MetaWorldEnvConfig(task="push-v3"))
-    yield env
-    env.close()
-
-
 def test_oracle_chunk_is_expert_lookahead_and_env_untouched(push_env):
     env = push_env
     pol = OraclePolicy(env, chunk_size=10)
