@@ -10,7 +10,7 @@ import pytest
 from chunkwise.data.branches import BranchConfig, _BranchRecorder, record_branches
 from chunkwise.data.collect import CollectConfig, collect
 from chunkwise.data.dataset import ChunkDataset
-from chunkwise.envs import MetaWorldEnvConfig, make_env
+from chunkwise.envs import MetaWorldEnvConfig
 from chunkwise.policies.scripted import OraclePolicy
 from chunkwise.types import ACTION, OBS_STATE, PREFIX_LENGTH, Prefix, stack_observations
 

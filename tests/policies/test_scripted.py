@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from chunkwise.envs import MetaWorldEnvConfig, make_env
 from chunkwise.policies.base import Policy
 from chunkwise.policies.scripted import OraclePolicy
 from chunkwise.runtime import ExecutionConfig, VirtualClockExecutor
