@@ -39,6 +39,10 @@ def merge(paths: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
 def seam_table(rows: list[dict[str, Any]]) -> str:
     """Seam discontinuity |a_t - a_(t-1)| at chunk switches (inside-chunk value in brackets)."""
     flats = {(f["task"], f["strategy"], f["delay"]): f for f in map(flat_row, rows)}
@@ -52,7 +56,10 @@ def seam_table(rows: list[dict[str, Any]]) -> str:
             for d in delays:
                 f = flats.get((task, s, d))
                 seam = None if f is None else f["seam_discontinuity"]
-                cells.append("–" if seam is None else f"{seam:.3f} ({f['inside_discontinuity']:.3f})")
+                inside = None if f is None else f["inside_discontinuity"]
+                # inside is None when no two consecutive actions came from one chunk
+                # (g = 1, d = 0: every step executes a new chunk's first action)
+                cells.append("–" if seam is None else f"{seam:.3f} ({_fmt(inside)})")
             out.append(f"| {s} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
