@@ -35,3 +35,13 @@ def test_report_pools_seed_batches_and_checks_targets(tmp_path, capsys):
     assert main([f"--out={tmp_path / 'rep'}", a, b]) == 0
     assert (tmp_path / "rep.md").read_text().count("rtc_guided") == 3
     assert (tmp_path / "rep.png").stat().st_size > 0
+
+
+def test_seam_table_without_inside_chunk_pairs(tmp_path):
+    """g = 1 at d = 0 runs one action per chunk: no inside-chunk pairs, printed as –."""
+    path = _write(tmp_path / "g1.json", range(3), {("latest_only", 0): (3, 0.1)})
+    data = json.loads((tmp_path / "g1.json").read_text())
+    for ep in data["rows"][0]["episodes"]:
+        ep["inside_discontinuity"] = None
+    (tmp_path / "g1.json").write_text(json.dumps(data))
+    assert "| latest_only | 0.100 (–) |" in seam_table(merge([path]))
