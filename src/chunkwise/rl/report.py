@@ -3,7 +3,10 @@
     python -m chunkwise.rl.report outputs/rl_a outputs/rl_b --out=docs/rl_curve.png
 
 Each run directory holds ``metrics.jsonl`` (``kind == "eval"`` rows) and
-``checkpoints/last/config.json``; a run is labelled ``actor+critic (seed s)``.
+``checkpoints/last/config.json``; a run is labelled ``actor+critic (seed s)``. Runs of the
+same task and ``actor+critic`` are also pooled over seeds (``seed_table``): mean success at
+each evaluation step the runs share, with the min–max over seeds, and the change from the
+initialisation (the issue's "+25 points within N steps, mean and spread over 3 seeds").
 """
 
 from __future__ import annotations
@@ -20,9 +23,32 @@ def load_run(run: Path) -> dict[str, Any]:
     evals = [r for r in rows if r.get("kind") == "eval"]
     if not evals:
         raise ValueError(f"{run}/metrics.jsonl has no eval rows")
-    label = f"{cfg['actor']}+{cfg['critic']} (seed {cfg['seed']})"
+    variant = f"{cfg['actor']}+{cfg['critic']}"
+    label = f"{variant} (seed {cfg['seed']})"
     title = f"{cfg['env']['task']}, {cfg.get('reward_type', '?')} reward"
-    return {"label": label, "task": title, "evals": evals, "dir": str(run)}
+    return {"label": label, "variant": variant, "task": title, "evals": evals, "dir": str(run)}
+
+
+def seed_table(runs: list[dict[str, Any]], at: list[int] | None = None) -> str:
+    """Per (task, variant): mean [min, max] success over seeds at the steps all its runs
+    evaluated (or ``at``), and the mean change from the initial evaluation."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["task"], r["variant"]), []).append(r)
+    lines = ["| task | variant | seeds | env steps | success mean [min, max] | change vs init (mean) |",
+             "|---|---|---|---|---|---|"]
+    for (task, variant), rs in groups.items():
+        per_run = [{e["env_steps"]: e["success_rate"] for e in r["evals"]} for r in rs]
+        shared = sorted(set.intersection(*(set(m) for m in per_run)))
+        steps = [k for k in shared if at is None or k in at]
+        for k in steps:
+            vals = [m[k] for m in per_run]
+            init = [r["evals"][0]["success_rate"] for r in rs]
+            mean = sum(vals) / len(vals)
+            change = mean - sum(init) / len(init)
+            lines.append(f"| {task} | {variant} | {len(rs)} | {k} | {100 * mean:.0f}% [{100 * min(vals):.0f}, "
+                         f"{100 * max(vals):.0f}] | {100 * change:+.0f} pts |")
+    return "\n".join(lines)
 
 
 def table(runs: list[dict[str, Any]]) -> str:
@@ -64,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=Path("rl_curves.png"))
+    p.add_argument("--at", type=str, default=None, help="comma-separated env steps for the seed table")
     args = p.parse_args(argv)
     runs = [load_run(r) for r in args.runs]
     plot(runs, args.out)
     print(table(runs))
+    print()
+    print(seed_table(runs, [int(x) for x in args.at.split(",")] if args.at else None))
     return 0
 
 
