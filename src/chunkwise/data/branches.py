@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from chunkwise.policies.scripted.oracle import OraclePolicy, expert_rollout
+from chunkwise.policies.scripted.oracle import OraclePolicy, expert_rollout, frozen_steps
 from chunkwise.types import ACTION, OBS_STATE, PREFIX_LENGTH, ObservationBatch, PolicyMetadata, Prefix
 
 
@@ -92,11 +92,9 @@ class _BranchRecorder:
         return chunk
 
     def _branch(self, p: Prefix) -> dict[str, np.ndarray]:
-        d, a_dim = p.delay, self.env.action_dim
-        frozen = np.full((d, a_dim), np.nan, dtype=np.float32)  # NaN = stall (queue ran dry)
-        queued = np.asarray(p.actions[:d], dtype=np.float32)
-        frozen[: len(queued)] = queued
-        r = expert_rollout(self.env, self.cfg.length, frozen, record=True, stop_on_done=True)
+        d = p.delay
+        r = expert_rollout(self.env, self.cfg.length, frozen_steps(p, self.env.action_dim), record=True,
+                           stop_on_done=True)
         n = len(r.actions)
         dones = r.dones.copy()
         dones[-1] = True  # a branch is its own (short) episode

@@ -77,12 +77,7 @@ class OraclePolicy:
                              "called at the step the observation was captured")
         frozen: np.ndarray | None = None
         if self.prefix_aware and prefix is not None and prefix[0] is not None:
-            p = prefix[0]
-            # the d steps that run before this chunk can: queued actions, then idle (stall)
-            frozen = np.asarray(p.actions[: p.delay], dtype=np.float32)
-            n_idle = p.delay - frozen.shape[0]
-            if n_idle > 0:
-                frozen = np.concatenate([frozen, np.full((n_idle, self.env.action_dim), np.nan, np.float32)])
+            frozen = frozen_steps(prefix[0], self.env.action_dim)
         return self._rollout(frozen)[None]
 
     def with_prefix(self) -> "OraclePolicy":
@@ -91,6 +86,15 @@ class OraclePolicy:
 
     def _rollout(self, frozen: np.ndarray | None = None) -> np.ndarray:
         return expert_rollout(self.env, self.chunk_size, frozen).actions
+
+
+def frozen_steps(prefix: Prefix, action_dim: int) -> np.ndarray:
+    """(d, A): the d steps that run before a chunk requested with ``prefix`` can: the queued
+    actions, then NaN rows where the queue runs dry (the env idles: a stall)."""
+    frozen = np.full((prefix.delay, action_dim), np.nan, dtype=np.float32)
+    queued = np.asarray(prefix.actions[: prefix.delay], dtype=np.float32)
+    frozen[: len(queued)] = queued
+    return frozen
 
 
 @dataclass
