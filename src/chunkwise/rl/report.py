@@ -3,8 +3,9 @@
     python -m chunkwise.rl.report outputs/rl_a outputs/rl_b --out=docs/rl_curve.png
 
 Each run directory holds ``metrics.jsonl`` (``kind == "eval"`` rows) and
-``checkpoints/last/config.json``; a run is labelled ``actor+critic (seed s)``. Runs of the
-same task and ``actor+critic`` are also pooled over seeds (``seed_table``): mean success at
+``checkpoints/last/config.json``; a run is labelled ``actor+critic H=h (seed s)``; H=1
+with the ``mlp`` actor is classic SAC (one action per decision, one-step backup). Runs of the
+same task and variant are also pooled over seeds (``seed_table``): mean success at
 each evaluation step the runs share, with the min–max over seeds, and the change from the
 initialisation (the issue's "+25 points within N steps, mean and spread over 3 seeds").
 """
@@ -23,7 +24,9 @@ def load_run(run: Path) -> dict[str, Any]:
     evals = [r for r in rows if r.get("kind") == "eval"]
     if not evals:
         raise ValueError(f"{run}/metrics.jsonl has no eval rows")
-    variant = f"{cfg['actor']}+{cfg['critic']}"
+    variant = f"{cfg['actor']}+{cfg['critic']} H={cfg['chunk_size']}"
+    if cfg["actor"] == "mlp" and cfg["chunk_size"] == 1:
+        variant += " (classic SAC)"
     label = f"{variant} (seed {cfg['seed']})"
     title = f"{cfg['env']['task']}, {cfg.get('reward_type', '?')} reward"
     return {"label": label, "variant": variant, "task": title, "evals": evals, "dir": str(run)}
@@ -63,21 +66,38 @@ def table(runs: list[dict[str, Any]]) -> str:
 
 
 def plot(runs: list[dict[str, Any]], out: Path) -> None:
+    """One panel per task: per variant, the mean over seeds (thick line) inside its
+    min-max band, and every seed as a thin line, so the spread is visible at a glance."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in runs:
-        ax.plot([e["env_steps"] for e in r["evals"]], [100 * e["success_rate"] for e in r["evals"]], marker="o",
-                label=r["label"])
-    ax.set_xlabel("environment steps (online)")
-    ax.set_ylabel("success rate (%)")
-    ax.set_ylim(-5, 105)
-    ax.set_title(", ".join(sorted({r["task"] for r in runs})))
-    ax.grid(alpha=0.3)
-    ax.legend()
+    tasks = sorted({r["task"] for r in runs})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(7 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        variants: dict[str, list[dict[str, Any]]] = {}
+        for r in runs:
+            if r["task"] == task:
+                variants.setdefault(r["variant"], []).append(r)
+        for i, (variant, rs) in enumerate(variants.items()):
+            color = f"C{i}"
+            for r in rs:
+                ax.plot([e["env_steps"] for e in r["evals"]], [100 * e["success_rate"] for e in r["evals"]],
+                        color=color, alpha=0.35, lw=0.8)
+            per_run = [{e["env_steps"]: 100 * e["success_rate"] for e in r["evals"]} for r in rs]
+            steps = sorted(set.intersection(*(set(m) for m in per_run)))
+            vals = [[m[k] for m in per_run] for k in steps]
+            ax.plot(steps, [sum(v) / len(v) for v in vals], color=color, lw=2.2, marker="o", ms=3,
+                    label=f"{variant} ({len(rs)} seed{'s' if len(rs) > 1 else ''})")
+            if len(rs) > 1:
+                ax.fill_between(steps, [min(v) for v in vals], [max(v) for v in vals], color=color, alpha=0.15)
+        ax.set_xlabel("environment steps (online)")
+        ax.set_ylabel("success rate (%)")
+        ax.set_ylim(-5, 105)
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.png")
