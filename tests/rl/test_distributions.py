@@ -67,11 +67,12 @@ def test_joint_log_prob_is_sum_over_steps() -> None:
     torch.testing.assert_close(out.log_prob, out.log_prob_steps.sum(-1))
 
 
-@pytest.mark.parametrize("kind", ["mlp", "act", "sequence_act"])
-def test_actor_log_prob_matches_its_distribution(kind: str) -> None:
+@pytest.mark.parametrize("kind,memory", [("mlp", "state"), ("act", "state"), ("act", "state_and_features"),
+                                         ("sequence_act", "state")])
+def test_actor_log_prob_matches_its_distribution(kind: str, memory: str) -> None:
     """actor(obs).log_prob == sum over steps and dims of the tanh-Gaussian of actor.distribution(obs)."""
     torch.manual_seed(3)
-    cfg = ActorConfig(dim_model=32, dim_feedforward=64, hidden_dims=(32,), obs_history_length=3)
+    cfg = ActorConfig(dim_model=32, dim_feedforward=64, hidden_dims=(32,), obs_history_length=3, memory=memory)
     actor = make_actor(kind, 6, 2, 4, cfg)
     obs = torch.randn(5, actor.history, 6)
     torch.manual_seed(4)

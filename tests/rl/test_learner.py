@@ -153,6 +153,33 @@ def test_config_errors_name_the_field(kwargs: dict, match: str | None) -> None:
         SACConfig(**kwargs)
 
 
+def test_actor_memory_choice_is_validated() -> None:
+    with pytest.raises(ValueError, match=r"actor_net.memory='tokens' is not valid; choose one of \['state', 'state_and_features'\]"):
+        ActorConfig(memory="tokens")
+
+
+def _cross_attention_outputs(actor) -> list[torch.Tensor]:
+    """What each decoder layer's cross-attention adds to the chunk queries."""
+    seen: list[torch.Tensor] = []
+    for layer in actor.decoder.layers:
+        layer.multihead_attn.register_forward_hook(lambda _m, _i, out: seen.append(out[0].detach()))
+    return seen
+
+
+@pytest.mark.parametrize("memory,query_dependent", [("state", False), ("state_and_features", True)])
+def test_act_memory_one_token_gives_every_query_the_same_cross_attention(memory: str, query_dependent: bool) -> None:
+    """With one memory token the softmax has one key, so every chunk step reads the same
+    vector; per-feature tokens let the steps attend differently."""
+    from chunkwise.rl.networks import make_actor
+
+    torch.manual_seed(0)
+    actor = make_actor("act", 6, 2, 4, ActorConfig(dim_model=16, dim_feedforward=32, n_heads=2, memory=memory))
+    seen = _cross_attention_outputs(actor)
+    actor.distribution(torch.randn(3, 1, 6))
+    per_step_spread = (seen[0] - seen[0][:, :1]).abs().max().item()
+    assert (per_step_spread > 1e-4) == query_dependent
+
+
 class _QuadraticQ(torch.nn.Module):
     """Q_j(s, A) = -||A - target||^2 for both ensemble members (a known optimum)."""
 

@@ -17,6 +17,7 @@ QAggregation = Literal["min", "mean"]
 RewardType = Literal["sparse", "dense"]
 BCDecay = Literal["exponential", "linear", "constant"]
 BCLoss = Literal["mse", "nll"]
+ActorMemory = Literal["state", "state_and_features"]
 
 
 def _check_choice(name: str, value: Any, literal: Any) -> None:
@@ -45,6 +46,11 @@ class ActorConfig:
     n_decoder_layers: int = 1
     n_encoder_layers: int = 1  # sequence_act only: encodes the observation history
     dim_feedforward: int = 512
+    # act actor's decoder memory. "state": one token, the projected state (seed 003 as
+    # written); with a single key, cross-attention gives every chunk query the same vector.
+    # "state_and_features": that token plus one token per state feature (x_j * w_j + b_j,
+    # FT-Transformer's numerical embedding), so each chunk step can attend to what it needs.
+    memory: ActorMemory = "state"
     obs_history_length: int = 4  # sequence_act only (seed 004 obs_history_length)
     autoregressive: bool = False  # sequence_act only: decode step i from sampled a_<i
     log_std_min: float = -5.0
@@ -52,6 +58,7 @@ class ActorConfig:
 
     def __post_init__(self) -> None:
         self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
+        _check_choice("actor_net.memory", self.memory, ActorMemory)
         for name in ("dim_model", "n_heads", "n_decoder_layers", "dim_feedforward", "obs_history_length"):
             _check_positive(f"actor_net.{name}", getattr(self, name))
         _check_positive("actor_net.n_encoder_layers", self.n_encoder_layers, allow_zero=True)

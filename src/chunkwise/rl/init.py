@@ -96,6 +96,8 @@ def map_bc_checkpoint(learner: ChunkSAC, path: str | Path) -> dict[str, Any]:
     report["mapped"] += ["state_proj -> obs_proj", "queries -> chunk_queries", "decoder.* -> decoder.*",
                          "heads.action (+ action un-normalisation) -> mean_head"]
     report["not_mapped"] += ["encoder + CVAE (the act actor has no encoder)", "log_std_head (no counterpart)"]
+    if actor.feature_tokens:
+        report["not_mapped"].append("feature tokens of actor_net.memory=state_and_features (new, random)")
     return report
 
 

@@ -123,7 +123,11 @@ def _decoder(cfg: ActorConfig) -> nn.TransformerDecoder:
 
 
 class ACTActor(ChunkActor):
-    """Seed 003's ``use_act_actor``: chunk queries attend to one observation token."""
+    """Seed 003's ``use_act_actor``: chunk queries attend to the observation's tokens.
+
+    memory = [W s + p]                                   (memory="state")
+    memory = [W s + p, s_1 w_1 + b_1, ..., s_S w_S + b_S] (memory="state_and_features")
+    """
 
     def __init__(self, obs_dim: int, action_dim: int, chunk_size: int, cfg: ActorConfig) -> None:
         super().__init__(obs_dim, action_dim, chunk_size, 1, cfg)
@@ -131,12 +135,20 @@ class ACTActor(ChunkActor):
         self.obs_proj = nn.Linear(obs_dim, d)
         self.memory_pos = nn.Parameter(torch.zeros(1, 1, d))
         self.chunk_queries = nn.Parameter(0.02 * torch.randn(1, chunk_size, d))
+        self.feature_tokens = cfg.memory == "state_and_features"
+        if self.feature_tokens:
+            self.feature_weight = nn.Parameter(torch.randn(obs_dim, d) / math.sqrt(d))
+            self.feature_bias = nn.Parameter(torch.zeros(obs_dim, d))
         self.decoder = _decoder(cfg)
         self.mean_head = nn.Linear(d, action_dim)
         self.log_std_head = nn.Linear(d, action_dim)
 
     def _params(self, obs_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        memory = self.obs_proj(obs_n[:, -1:]) + self.memory_pos  # (B, 1, d)
+        state = obs_n[:, -1:]
+        memory = self.obs_proj(state) + self.memory_pos  # (B, 1, d)
+        if self.feature_tokens:
+            features = state.transpose(1, 2) * self.feature_weight + self.feature_bias  # (B, S, d)
+            memory = torch.cat([memory, features], dim=1)
         h = self.decoder(self.chunk_queries.expand(obs_n.shape[0], -1, -1), memory)
         return self.mean_head(h), self.log_std_head(h)
 
