@@ -21,13 +21,13 @@ def test_seed_table_mean_spread_and_change():
     assert "| 0 |" not in seed_table(runs, at=[5000])
 
 
-def _write_run(root, actor: str, chunk_size: int, seed: int, curve: dict[int, float]):
+def _write_run(root, actor: str, chunk_size: int, seed: int, curve: dict[int, float], memory: str = "state"):
     import json
 
-    run = root / f"{actor}_h{chunk_size}_s{seed}"
+    run = root / f"{actor}_{memory}_h{chunk_size}_s{seed}"
     (run / "checkpoints" / "last").mkdir(parents=True)
     cfg = {"config": {"actor": actor, "critic": "chunk", "chunk_size": chunk_size, "seed": seed,
-                      "env": {"task": "reach-v3"}, "reward_type": "dense"}}
+                      "actor_net": {"memory": memory}, "env": {"task": "reach-v3"}, "reward_type": "dense"}}
     (run / "checkpoints" / "last" / "config.json").write_text(json.dumps(cfg))
     rows = [{"kind": "eval", "env_steps": k, "success_rate": v} for k, v in curve.items()]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -39,9 +39,11 @@ def test_main_labels_chunk_size_and_classic_sac_and_writes_png(tmp_path, capsys)
 
     runs = [_write_run(tmp_path, "act", 5, s, {0: 0.3, 5000: 0.5 + 0.1 * s}) for s in range(2)]
     runs.append(_write_run(tmp_path, "mlp", 1, 0, {0: 0.2, 5000: 0.1}))
+    runs.append(_write_run(tmp_path, "act", 5, 0, {0: 0.4, 5000: 0.9}, memory="state_and_features"))
     out = tmp_path / "curves.png"
     assert main([str(r) for r in runs] + ["--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| reach-v3, dense reward | act+chunk H=5 | 2 | 5000 | 55% [50, 60] | +25 pts |" in text
     assert "mlp+chunk H=1 (classic SAC) (seed 0)" in text
+    assert "| reach-v3, dense reward | act[features]+chunk H=5 | 1 | 5000 | 90% [90, 90] | +50 pts |" in text
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"

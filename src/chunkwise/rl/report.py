@@ -4,7 +4,8 @@
 
 Each run directory holds ``metrics.jsonl`` (``kind == "eval"`` rows) and
 ``checkpoints/last/config.json``; a run is labelled ``actor+critic H=h (seed s)``; H=1
-with the ``mlp`` actor is classic SAC (one action per decision, one-step backup). Runs of the
+with the ``mlp`` actor is classic SAC (one action per decision, one-step backup);
+``act[features]`` is the act actor with ``actor_net.memory=state_and_features``. Runs of the
 same task and variant are also pooled over seeds (``seed_table``): mean success at
 each evaluation step the runs share, with the min–max over seeds, and the change from the
 initialisation (the issue's "+25 points within N steps, mean and spread over 3 seeds").
@@ -24,7 +25,10 @@ def load_run(run: Path) -> dict[str, Any]:
     evals = [r for r in rows if r.get("kind") == "eval"]
     if not evals:
         raise ValueError(f"{run}/metrics.jsonl has no eval rows")
-    variant = f"{cfg['actor']}+{cfg['critic']} H={cfg['chunk_size']}"
+    actor = cfg["actor"]
+    if actor == "act" and cfg.get("actor_net", {}).get("memory", "state") != "state":
+        actor += "[features]"
+    variant = f"{actor}+{cfg['critic']} H={cfg['chunk_size']}"
     if cfg["actor"] == "mlp" and cfg["chunk_size"] == 1:
         variant += " (classic SAC)"
     label = f"{variant} (seed {cfg['seed']})"
