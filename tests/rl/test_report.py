@@ -15,10 +15,13 @@ def test_seed_table_mean_spread_and_change():
             _run("act+chunk", 1, {0: 0.1, 5000: 0.7}),  # shorter run: only shared steps are pooled
             _run("mlp+chunk", 0, {0: 0.2, 5000: 0.2})]
     text = seed_table(runs)
-    assert "| reach-v3, dense reward | act+chunk | 2 | 5000 | 60% [50, 70] | +40 pts |" in text
-    assert "| act+chunk | 2 | 10000 |" not in text
-    assert "| reach-v3, dense reward | mlp+chunk | 1 | 5000 | 20% [20, 20] | +0 pts |" in text
-    assert "| 0 |" not in seed_table(runs, at=[5000])
+    # the shorter seed-1 run stops at 5k, so no variant has all its seeds at 10k
+    assert "| task | variant | seeds | 0 | 5k | change vs init |" in text
+    assert "| reach-v3, dense reward | act+chunk | 2 | 20 [10, 30] | 60 [50, 70] | +40 pts at 5k |" in text
+    assert "| reach-v3, dense reward | mlp+chunk | 1 | 20 [20, 20] | 20 [20, 20] | +0 pts at 5k |" in text
+    longer = seed_table(runs + [_run("first_action", 0, {0: 0.2, 5000: 0.4, 10000: 0.6})])
+    assert "| reach-v3, dense reward | mlp+chunk | 1 | 20 [20, 20] | 20 [20, 20] | – | +0 pts at 5k |" in longer
+    assert "| task | variant | seeds | 5k | change vs init |" in seed_table(runs, at=[5000])
 
 
 def _write_run(root, actor: str, chunk_size: int, seed: int, curve: dict[int, float], memory: str = "state"):
@@ -27,7 +30,7 @@ def _write_run(root, actor: str, chunk_size: int, seed: int, curve: dict[int, fl
     run = root / f"{actor}_{memory}_h{chunk_size}_s{seed}"
     (run / "checkpoints" / "last").mkdir(parents=True)
     cfg = {"config": {"actor": actor, "critic": "chunk", "chunk_size": chunk_size, "seed": seed,
-                      "actor_net": {"memory": memory}, "env": {"task": "reach-v3"}, "reward_type": "dense"}}
+                      "actor_net": {"memory": memory}, "target_entropy_per_dim": -0.5, "env": {"task": "reach-v3"}, "reward_type": "dense"}}
     (run / "checkpoints" / "last" / "config.json").write_text(json.dumps(cfg))
     rows = [{"kind": "eval", "env_steps": k, "success_rate": v} for k, v in curve.items()]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -43,7 +46,7 @@ def test_main_labels_chunk_size_and_classic_sac_and_writes_png(tmp_path, capsys)
     out = tmp_path / "curves.png"
     assert main([str(r) for r in runs] + ["--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "| reach-v3, dense reward | act+chunk H=5 | 2 | 5000 | 55% [50, 60] | +25 pts |" in text
+    assert "| reach-v3, dense reward | act+chunk H=5 | 2 | 30 [30, 30] | 55 [50, 60] | +25 pts at 5k |" in text
     assert "mlp+chunk H=1 (classic SAC) (seed 0)" in text
-    assert "| reach-v3, dense reward | act[features]+chunk H=5 | 1 | 5000 | 90% [90, 90] | +50 pts |" in text
+    assert "| reach-v3, dense reward | act[features]+chunk H=5 | 1 | 40 [40, 40] | 90 [90, 90] | +50 pts at 5k |" in text
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"

@@ -29,6 +29,8 @@ def load_run(run: Path) -> dict[str, Any]:
     if actor == "act" and cfg.get("actor_net", {}).get("memory", "state") != "state":
         actor += "[features]"
     variant = f"{actor}+{cfg['critic']} H={cfg['chunk_size']}"
+    if cfg.get("target_entropy_per_dim", -0.5) != -0.5:
+        variant += f" entropy {cfg['target_entropy_per_dim']:g}/dim"
     if cfg["actor"] == "mlp" and cfg["chunk_size"] == 1:
         variant += " (classic SAC)"
     label = f"{variant} (seed {cfg['seed']})"
@@ -37,25 +39,33 @@ def load_run(run: Path) -> dict[str, Any]:
 
 
 def seed_table(runs: list[dict[str, Any]], at: list[int] | None = None) -> str:
-    """Per (task, variant): mean [min, max] success over seeds at the steps all its runs
-    evaluated (or ``at``), and the mean change from the initial evaluation."""
+    """Per (task, variant) a row: mean [min, max] success (%) over seeds at each evaluation
+    step all of the variant's runs reached (or only the steps in ``at``), then the mean
+    change from the initial evaluation at the last of those steps."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in runs:
         groups.setdefault((r["task"], r["variant"]), []).append(r)
-    lines = ["| task | variant | seeds | env steps | success mean [min, max] | change vs init (mean) |",
-             "|---|---|---|---|---|---|"]
-    for (task, variant), rs in groups.items():
+    shared: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for key, rs in groups.items():
         per_run = [{e["env_steps"]: e["success_rate"] for e in r["evals"]} for r in rs]
-        shared = sorted(set.intersection(*(set(m) for m in per_run)))
-        steps = [k for k in shared if at is None or k in at]
-        for k in steps:
-            vals = [m[k] for m in per_run]
-            init = [r["evals"][0]["success_rate"] for r in rs]
-            mean = sum(vals) / len(vals)
-            change = mean - sum(init) / len(init)
-            lines.append(f"| {task} | {variant} | {len(rs)} | {k} | {100 * mean:.0f}% [{100 * min(vals):.0f}, "
-                         f"{100 * max(vals):.0f}] | {100 * change:+.0f} pts |")
+        steps = sorted(set.intersection(*(set(m) for m in per_run)))
+        shared[key] = {k: [m[k] for m in per_run] for k in steps if at is None or k in at}
+    columns = sorted({k for cells in shared.values() for k in cells})
+    head = "| task | variant | seeds | " + " | ".join(_steps_label(k) for k in columns) + " | change vs init |"
+    lines = [head, "|" + "---|" * (len(columns) + 4)]
+    for (task, variant), cells in shared.items():
+        rs = groups[(task, variant)]
+        init = sum(r["evals"][0]["success_rate"] for r in rs) / len(rs)
+        row = [f"{100 * sum(v) / len(v):.0f} [{100 * min(v):.0f}, {100 * max(v):.0f}]" if (v := cells.get(k)) else "–"
+               for k in columns]
+        last = cells[max(cells)] if cells else None
+        change = f"{100 * (sum(last) / len(last) - init):+.0f} pts at {_steps_label(max(cells))}" if last else "–"
+        lines.append(f"| {task} | {variant} | {len(rs)} | " + " | ".join(row) + f" | {change} |")
     return "\n".join(lines)
+
+
+def _steps_label(k: int) -> str:
+    return f"{k // 1000}k" if k and k % 1000 == 0 else str(k)
 
 
 def table(runs: list[dict[str, Any]]) -> str:
