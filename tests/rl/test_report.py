@@ -40,13 +40,14 @@ def _write_run(root, actor: str, chunk_size: int, seed: int, curve: dict[int, fl
 def test_main_labels_chunk_size_and_classic_sac_and_writes_png(tmp_path, capsys):
     from chunkwise.rl.report import main
 
-    runs = [_write_run(tmp_path, "act", 5, s, {0: 0.3, 5000: 0.5 + 0.1 * s}) for s in range(2)]
+    runs = [_write_run(tmp_path, "act", 5, s, {0: 0.3, 5000: 0.5 + 0.1 * s, 10000: 1.0}) for s in range(2)]
     runs.append(_write_run(tmp_path, "mlp", 1, 0, {0: 0.2, 5000: 0.1}))
     runs.append(_write_run(tmp_path, "act", 5, 0, {0: 0.4, 5000: 0.9}, memory="state_and_features"))
     out = tmp_path / "curves.png"
-    assert main([str(r) for r in runs] + ["--out", str(out)]) == 0
+    assert main([str(r) for r in runs] + ["--out", str(out), "--until", "5000"]) == 0
     text = capsys.readouterr().out
     assert "| reach-v3, dense reward | act+chunk H=5 | 2 | 30 [30, 30] | 55 [50, 60] | +25 pts at 5k |" in text
     assert "mlp+chunk H=1 (classic SAC) (seed 0)" in text
+    assert "10k" not in text and "| act+chunk H=5 (seed 0) | 5000 |" in text  # --until drops the 10k evaluation
     assert "| reach-v3, dense reward | act[features]+chunk H=5 | 1 | 40 [40, 40] | 90 [90, 90] | +50 pts at 5k |" in text
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"

@@ -125,8 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=Path("rl_curves.png"))
     p.add_argument("--at", type=str, default=None, help="comma-separated env steps for the seed table")
+    p.add_argument("--until", type=int, default=None, help="drop evaluations after this many env steps")
     args = p.parse_args(argv)
     runs = [load_run(r) for r in args.runs]
+    if args.until is not None:
+        for r in runs:
+            r["evals"] = [e for e in r["evals"] if e["env_steps"] <= args.until]
     plot(runs, args.out)
     print(table(runs))
     print()
