@@ -56,7 +56,7 @@ def test_cli_run_writes_outputs_and_resumes(tmp_path: Path) -> None:
 
     assert report_main([str(out), "--out", str(tmp_path / "cmp.png")]) == 0
     assert (tmp_path / "cmp.png").stat().st_size > 1000
-    assert table([load_run(out)]).splitlines()[2].startswith("| mlp+chunk (seed 0) |")
+    assert table([load_run(out)]).splitlines()[2].startswith("| mlp+chunk H=5 (seed 0) |")
 
 
 def test_cli_rejects_bad_choices(tmp_path: Path) -> None:
