@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from chunkwise.rl.config import ActorConfig, SACConfig
+
 
 def load_run(run: Path) -> dict[str, Any]:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -26,11 +28,12 @@ def load_run(run: Path) -> dict[str, Any]:
     if not evals:
         raise ValueError(f"{run}/metrics.jsonl has no eval rows")
     actor = cfg["actor"]
-    if actor == "act" and cfg.get("actor_net", {}).get("memory", "state") != "state":
+    if actor == "act" and cfg.get("actor_net", {}).get("memory", ActorConfig.memory) != ActorConfig.memory:
         actor += "[features]"
     variant = f"{actor}+{cfg['critic']} H={cfg['chunk_size']}"
-    if cfg.get("target_entropy_per_dim", -0.5) != -0.5:
-        variant += f" entropy {cfg['target_entropy_per_dim']:g}/dim"
+    entropy = cfg.get("target_entropy_per_dim", SACConfig.target_entropy_per_dim)
+    if entropy != SACConfig.target_entropy_per_dim:
+        variant += f" entropy {entropy:g}/dim"
     if cfg["actor"] == "mlp" and cfg["chunk_size"] == 1:
         variant += " (classic SAC)"
     label = f"{variant} (seed {cfg['seed']})"
@@ -42,14 +45,9 @@ def seed_table(runs: list[dict[str, Any]], at: list[int] | None = None) -> str:
     """Per (task, variant) a row: mean [min, max] success (%) over seeds at each evaluation
     step all of the variant's runs reached (or only the steps in ``at``), then the mean
     change from the initial evaluation at the last of those steps."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault((r["task"], r["variant"]), []).append(r)
-    shared: dict[tuple[str, str], dict[int, list[float]]] = {}
-    for key, rs in groups.items():
-        per_run = [{e["env_steps"]: e["success_rate"] for e in r["evals"]} for r in rs]
-        steps = sorted(set.intersection(*(set(m) for m in per_run)))
-        shared[key] = {k: [m[k] for m in per_run] for k in steps if at is None or k in at}
+    groups = _group(runs, lambda r: (r["task"], r["variant"]))
+    shared = {key: {k: v for k, v in _shared_success(rs).items() if at is None or k in at}
+              for key, rs in groups.items()}
     columns = sorted({k for cells in shared.values() for k in cells})
     head = "| task | variant | seeds | " + " | ".join(_steps_label(k) for k in columns) + " | change vs init |"
     lines = [head, "|" + "---|" * (len(columns) + 4)]
@@ -62,6 +60,20 @@ def seed_table(runs: list[dict[str, Any]], at: list[int] | None = None) -> str:
         change = f"{100 * (sum(last) / len(last) - init):+.0f} pts at {_steps_label(max(cells))}" if last else "–"
         lines.append(f"| {task} | {variant} | {len(rs)} | " + " | ".join(row) + f" | {change} |")
     return "\n".join(lines)
+
+
+def _group(runs: list[dict[str, Any]], key: Any) -> dict[Any, list[dict[str, Any]]]:
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(key(r), []).append(r)
+    return groups
+
+
+def _shared_success(rs: list[dict[str, Any]]) -> dict[int, list[float]]:
+    """{env step: [success of each run]} at the evaluation steps every run in ``rs`` reached."""
+    per_run = [{e["env_steps"]: e["success_rate"] for e in r["evals"]} for r in rs]
+    steps = sorted(set.intersection(*(set(m) for m in per_run)))
+    return {k: [m[k] for m in per_run] for k in steps}
 
 
 def _steps_label(k: int) -> str:
@@ -90,18 +102,15 @@ def plot(runs: list[dict[str, Any]], out: Path) -> None:
     tasks = sorted({r["task"] for r in runs})
     fig, axes = plt.subplots(1, len(tasks), figsize=(7 * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        variants: dict[str, list[dict[str, Any]]] = {}
-        for r in runs:
-            if r["task"] == task:
-                variants.setdefault(r["variant"], []).append(r)
+        variants = _group([r for r in runs if r["task"] == task], lambda r: r["variant"])
         for i, (variant, rs) in enumerate(variants.items()):
             color = f"C{i}"
             for r in rs:
                 ax.plot([e["env_steps"] for e in r["evals"]], [100 * e["success_rate"] for e in r["evals"]],
                         color=color, alpha=0.35, lw=0.8)
-            per_run = [{e["env_steps"]: 100 * e["success_rate"] for e in r["evals"]} for r in rs]
-            steps = sorted(set.intersection(*(set(m) for m in per_run)))
-            vals = [[m[k] for m in per_run] for k in steps]
+            pooled = _shared_success(rs)
+            steps = list(pooled)
+            vals = [[100 * x for x in pooled[k]] for k in steps]
             ax.plot(steps, [sum(v) / len(v) for v in vals], color=color, lw=2.2, marker="o", ms=3,
                     label=f"{variant} ({len(rs)} seed{'s' if len(rs) > 1 else ''})")
             if len(rs) > 1:
