@@ -9,9 +9,12 @@
                                                 global [from, to) indices, per-episode stats
       data/chunk-000/file-000.parquet           one row per frame, one row group per episode;
                                                 images as struct<bytes: PNG, path: str>
+      videos/<key>/chunk-000/file-000.mp4       cameras of dtype "video" (not in the parquet):
+                                                the episodes back to back (``video.py``)
 
 Episodes are never split across data files; a new file starts when the current one would
-exceed ``data_files_size_in_mb``, a new chunk directory every ``chunks_size`` files.
+exceed ``data_files_size_in_mb`` (video files: ``video_files_size_in_mb``), a new chunk
+directory every ``chunks_size`` files.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ DEFAULT_CHUNKS_SIZE = 1000
 DEFAULT_DATA_FILES_SIZE_MB = 100
 DEFAULT_VIDEO_FILES_SIZE_MB = 200
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
@@ -52,8 +56,10 @@ def is_visual(feature: Mapping[str, Any]) -> bool:
     return feature.get("dtype") in ("image", "video")
 
 
-def image_feature(height: int, width: int) -> dict[str, Any]:
-    return {"dtype": "image", "shape": [height, width, 3], "names": ["height", "width", "channels"]}
+def image_feature(height: int, width: int, video: bool = False) -> dict[str, Any]:
+    """An RGB camera: PNG frames in the parquet, or (``video=True``) an MP4 stream."""
+    return {"dtype": "video" if video else "image", "shape": [height, width, 3],
+            "names": ["height", "width", "channels"]}
 
 
 def vector_feature(dtype: str, dim: int) -> dict[str, Any]:
