@@ -45,42 +45,84 @@ def _cell(flat: dict[str, Any]) -> str:
     return f"{100 * sr:5.1f}% ({steps:5.1f})" if steps is not None else f"{100 * sr:5.1f}% (  -  )"
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Per task: strategies x delays, cells 'success% (mean steps to success)'."""
+def _ci_cell(flat: dict[str, Any]) -> str:
+    """'95% [76,99]': success rate and its Wilson 95% interval, in percent."""
+    sr, lo, hi = (100 * flat[k] for k in ("success_rate", "success_ci_low", "success_ci_high"))
+    return f"{sr:3.0f}% [{lo:.0f},{hi:.0f}]"
+
+
+def _task_table(title: str, strategies: list[str], delays: list[int], cells: dict[tuple[str, int], str]) -> list[str]:
+    width = max(len(s) for s in strategies + ["strategy"])
+    lines = [title]
+    lines.append(f"| {'strategy':<{width}} | " + " | ".join(f"{'d=' + str(d):<14}" for d in delays) + " |")
+    lines.append(f"|{'-' * (width + 2)}|" + "|".join("-" * 16 for _ in delays) + "|")
+    for s in strategies:
+        row = [cells.get((s, d), "") for d in delays]
+        lines.append(f"| {s:<{width}} | " + " | ".join(f"{c:<14}" for c in row) + " |")
+    lines.append("")
+    return lines
+
+
+def format_table(rows: Sequence[dict[str, Any]], ci: bool = False) -> str:
+    """Per task: strategies x delays, cells 'success% (mean steps to success)'.
+
+    With ``ci`` each task gets a second table of the success rate with its Wilson 95%
+    interval ('95% [76,99]'), so a difference can be read against the episode count.
+    """
     flats = [flat_row(r) for r in rows]
     tasks = list(dict.fromkeys(f["task"] for f in flats))
     strategies = list(dict.fromkeys(f["strategy"] for f in flats))
     delays = sorted({f["delay"] for f in flats})
-    by_key = {(f["task"], f["strategy"], f["delay"]): f for f in flats}
-    width = max(len(s) for s in strategies + ["strategy"])
     lines = []
     for task in tasks:
-        n = next(f["n_episodes"] for f in flats if f["task"] == task)
-        lines.append(f"{task}  (success rate, mean steps to success; {n} episodes per cell)")
-        lines.append(f"| {'strategy':<{width}} | " + " | ".join(f"{'d=' + str(d):<14}" for d in delays) + " |")
-        lines.append(f"|{'-' * (width + 2)}|" + "|".join("-" * 16 for _ in delays) + "|")
-        for s in strategies:
-            cells = [_cell(by_key[(task, s, d)]) if (task, s, d) in by_key else "" for d in delays]
-            lines.append(f"| {s:<{width}} | " + " | ".join(f"{c:<14}" for c in cells) + " |")
-        lines.append("")
+        mine = [f for f in flats if f["task"] == task]
+        n = mine[0]["n_episodes"]
+        lines += _task_table(f"{task}  (success rate, mean steps to success; {n} episodes per cell)",
+                             strategies, delays, {(f["strategy"], f["delay"]): _cell(f) for f in mine})
+        if ci:
+            lines += _task_table(f"{task}  (success rate [Wilson 95% CI], %)",
+                                 strategies, delays, {(f["strategy"], f["delay"]): _ci_cell(f) for f in mine})
     return "\n".join(lines)
 
 
-def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
-    """Rows: success rate (Wilson CI bars), steps to success, seam discontinuity; columns: tasks."""
+def strategy_colors(strategies: Sequence[str]) -> dict[str, Any]:
+    """One fixed colour per strategy (its index in ``strategies``), the same in every panel."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", [])
+    if len(strategies) <= len(cycle):
+        return {s: cycle[k] for k, s in enumerate(strategies)}
+    cmap = matplotlib.colormaps["tab20"]
+    return {s: cmap(k % cmap.N) for k, s in enumerate(strategies)}
+
+
+def plot(rows: Sequence[dict[str, Any]], path: str) -> Any:
+    """Rows: success rate (Wilson CI bars), steps to success, seam discontinuity; columns: tasks.
+
+    Each strategy keeps one colour (and x offset) in every panel, also where another
+    strategy has no value (e.g. sync has no seams, or a strategy never succeeded), and the
+    legend lists every strategy. Saves to ``path`` and returns the (closed) figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     flats = [flat_row(r) for r in rows]
     tasks = list(dict.fromkeys(f["task"] for f in flats))
     strategies = list(dict.fromkeys(f["strategy"] for f in flats))
+    colors = strategy_colors(strategies)
     panels = [
         ("success_rate", "success rate"),
         ("steps_to_success", "steps to success\n(successful episodes)"),
         ("seam_discontinuity", "seam ||a_t - a_t-1||"),
     ]
+
+    def style(s: str) -> dict[str, Any]:
+        return {"marker": "o", "markersize": 3, "color": colors[s], "linestyle": "--" if s == "sync" else "-"}
+
     # A single-task figure would be too narrow for the title and legend: keep a minimum width.
     width = max(4.2 * len(tasks), 7.5)
     fig, axes = plt.subplots(len(panels), len(tasks), figsize=(width, 3.2 * len(panels)), squeeze=False)
@@ -88,21 +130,21 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
         for i, (key, label) in enumerate(panels):
             ax = axes[i][j]
             for k, s in enumerate(strategies):
-                pts = sorted((f["delay"], f) for f in flats if f["task"] == task and f["strategy"] == s)
-                xs = [d for d, f in pts if f[key] is not None]
-                ys = [f[key] for d, f in pts if f[key] is not None]
-                if not xs:
+                pts = [(d, f) for d, f in sorted(((f["delay"], f) for f in flats
+                                                  if f["task"] == task and f["strategy"] == s), key=lambda p: p[0])
+                       if f[key] is not None]
+                if not pts:
                     continue
-                style = {"marker": "o", "markersize": 3, "label": s, "linestyle": "--" if s == "sync" else "-"}
                 # small x offsets so overlapping lines stay visible
-                xo = [x + (k - (len(strategies) - 1) / 2) * 0.06 for x in xs]
+                xo = [d + (k - (len(strategies) - 1) / 2) * 0.06 for d, _ in pts]
+                ys = [f[key] for _, f in pts]
                 if key == "success_rate":
-                    lo = [f[key] - f["success_ci_low"] for d, f in pts if f[key] is not None]
-                    hi = [f["success_ci_high"] - f[key] for d, f in pts if f[key] is not None]
-                    ax.errorbar(xo, ys, yerr=[lo, hi], capsize=2, elinewidth=0.7, **style)
+                    lo = [f[key] - f["success_ci_low"] for _, f in pts]
+                    hi = [f["success_ci_high"] - f[key] for _, f in pts]
+                    ax.errorbar(xo, ys, yerr=[lo, hi], capsize=2, elinewidth=0.7, label=s, **style(s))
                     ax.set_ylim(-0.03, 1.03)
                 else:
-                    ax.plot(xo, ys, **style)
+                    ax.plot(xo, ys, label=s, **style(s))
             if i == 0:
                 ax.set_title(task)
             if j == 0:
@@ -110,14 +152,17 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
             if i == len(panels) - 1:
                 ax.set_xlabel("inference delay d (control steps)")
             ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    ncol = min(len(labels), max(3, int(width // 1.6)))
-    legend_rows = -(-len(labels) // ncol) if labels else 0
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    # The legend is built from the strategy list, not from one panel: a strategy with no
+    # point in the first panel must still be named, with its own colour.
+    handles = [Line2D([], [], **style(s)) for s in strategies]
+    ncol = min(len(strategies), max(3, int(width // 1.6))) or 1
+    legend_rows = -(-len(strategies) // ncol) if strategies else 0
+    fig.legend(handles, strategies, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle("success rate (Wilson 95% CI), steps to success, seam discontinuity vs inference delay", fontsize=10)
     fig.tight_layout(rect=(0, 0.025 * legend_rows + 0.01, 1, 0.97))
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+    return fig
 
 
 def combine(result_dirs: Sequence[str]) -> list[dict[str, Any]]:
@@ -165,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "results.json", {"inputs": inputs, "rows": rows})
     atomic_write_text(out / "results.csv", to_csv(rows))
-    atomic_write_text(out / "table.md", format_table(rows))
+    atomic_write_text(out / "table.md", format_table(rows, ci=True))
     tmp = out / ".sweep.tmp.png"
     plot(rows, str(tmp))
     tmp.replace(out / "sweep.png")
-    print(format_table(rows))
+    print(format_table(rows, ci=True))
     return 0
 
 
