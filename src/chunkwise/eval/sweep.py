@@ -7,8 +7,12 @@
 Strategy names: "sync" = sync mode; an aggregate name = async with that aggregate; any
 other name registered with ``chunkwise.runtime.register_strategy`` (e.g. prefix-aware
 "rtc_guided") works too. Every (task, strategy, delay) cell runs the same episode seeds
-(seed, seed+1, ...), so cells are paired comparisons. Writes results.json (summaries and
-per-episode metrics), results.csv, sweep.png and prints a table.
+(seed, seed+1, ...), so cells are paired comparisons. Every cell is checked against the
+policy before the first episode runs (policy vs each task's env, each strategy's policy
+wrapper), so an impossible cell fails the sweep at once instead of after hours. Writes
+results.json (summaries and per-episode metrics), results.csv, table.md, sweep.png and
+prints the tables (success with its Wilson 95% interval in the second). Progress bars go
+to stderr when it is a terminal (``--progress=true|false`` overrides).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def _split(text: str, what: str) -> list[str]:
 
 @dataclass
 class SweepConfig:
-    env: EnvConfig = field(default_factory=default_env)  # env.task is replaced by each of --tasks
+    env: EnvConfig = field(default_factory=default_env)  # env.task is ignored: each of --tasks is run
     policy: PolicySource = field(default_factory=PolicySource)
     tasks: str = "push-v3"  # comma-separated
     delays: str = "0,1,2,4,8"  # comma-separated control steps
@@ -65,6 +69,7 @@ class SweepConfig:
     n_workers: int = 2
     output_dir: str = "outputs/sweep"
     plot: bool = True
+    progress: bool | None = None  # tqdm bar on stderr; default: only when stderr is a terminal
 
     def __post_init__(self) -> None:
         self.task_list = _split(self.tasks, "tasks")
@@ -95,18 +100,72 @@ class SweepConfig:
         )
 
 
-def sweep(cfg: SweepConfig, progress: bool = True) -> list[dict[str, Any]]:
-    """Run every (task, strategy, delay) cell; rows in that order."""
-    from chunkwise.eval.run import EvalConfig, check_checkpoint
+def _one_line(err: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
+
+def check_cells(cfg: SweepConfig) -> None:
+    """Fail (ValueError) before any episode if some (task, strategy) cell cannot run.
+
+    Cheap: the policy is built once (a checkpoint is loaded once and checked against each
+    task's env; the scripted oracle is built on the first task) and every strategy's
+    ``wrap_policy`` is tried on it, which is where a strategy rejects a policy (e.g.
+    ``oracle_prefix`` needs the scripted oracle, ``rtc_trained`` a checkpoint trained for it).
+    """
+    from chunkwise.eval.rollouts import check_policy_matches_env
+
+    if cfg.policy.type == "checkpoint":
+        from chunkwise.policies import load
+
+        path = cfg.policy.path or ""
+        policy = load(path)
+        if cfg.actions_per_chunk > policy.metadata.chunk_size:
+            raise ValueError(f"actions_per_chunk={cfg.actions_per_chunk} > chunk_size={policy.metadata.chunk_size} of {path}")
+        for task in cfg.task_list:
+            env = replace(cfg.env, task=task).make()
+            try:
+                check_policy_matches_env(policy, env, path)
+            finally:
+                env.close()
+        _check_wrappers(cfg, policy, f"--policy.path={path}")
+    else:  # the oracle is built per task in the workers; one is enough to try the wrappers
+        env = replace(cfg.env, task=cfg.task_list[0]).make()
+        try:
+            _check_wrappers(cfg, cfg.policy.build(env), "--policy.type=scripted")
+        finally:
+            env.close()
+
+
+def _check_wrappers(cfg: SweepConfig, policy: Any, what: str) -> None:
+    from chunkwise.runtime.strategies import get_strategy
+
+    for name in cfg.strategy_list:
+        _, registry_name, _ = resolve_strategy(name, cfg.base_execution())
+        wrap = get_strategy(registry_name).wrap_policy if registry_name is not None else None
+        if wrap is None:
+            continue
+        try:
+            wrap(policy)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"strategy {name!r} cannot run with {what}: {_one_line(e)} "
+                             "(checked before running any cell)") from None
+
+
+def sweep(cfg: SweepConfig, progress: bool | None = None, check: bool = True) -> list[dict[str, Any]]:
+    """Run every (task, strategy, delay) cell; rows in that order.
+
+    ``check`` first validates every cell (``check_cells``); ``progress`` None means
+    ``cfg.progress``, itself None meaning "when stderr is a terminal".
+    """
+    if check:
+        check_cells(cfg)
+    if progress is None:
+        progress = show_progress(cfg)
     cells: list[tuple[str, str, int]] = []
     jobs: list[EpisodeJob] = []
     seeds = episode_seeds(cfg.seed, cfg.n_episodes)
     for task in cfg.task_list:
         env_cfg = replace(cfg.env, task=task)
-        if cfg.policy.type == "checkpoint":
-            check_checkpoint(EvalConfig(env=env_cfg, policy=cfg.policy, actions_per_chunk=cfg.actions_per_chunk,
-                                        n_episodes=1))
         for strategy in cfg.strategy_list:
             execution, strat, plugins = resolve_strategy(strategy, cfg.base_execution())
             for d in cfg.delay_list:
@@ -127,14 +186,33 @@ def sweep(cfg: SweepConfig, progress: bool = True) -> list[dict[str, Any]]:
     return rows
 
 
+def show_progress(cfg: SweepConfig) -> bool:
+    if cfg.progress is not None:
+        return cfg.progress
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def config_dict(cfg: SweepConfig) -> dict[str, Any]:
+    """The config block of results.json: the tasks, delays and strategies actually run.
+
+    ``env`` is the env config every cell used except for its task, so ``env.task`` lists
+    the tasks (one env per task), like ``tasks``; ``--env.task`` is not used by a sweep.
+    """
+    config = asdict(cfg)
+    config["tasks"] = list(cfg.task_list)
+    config["delays"] = list(cfg.delay_list)
+    config["strategies"] = list(cfg.strategy_list)
+    config["env"] = {"type": cfg.env.type, **asdict(cfg.env), "task": list(cfg.task_list)}
+    return config
+
+
 def write_outputs(cfg: SweepConfig, rows: list[dict[str, Any]], seconds: float) -> Path:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = asdict(cfg)
-    config["env"] = {"type": cfg.env.type, **asdict(cfg.env)}
-    atomic_write_json(out / "results.json", {"config": config, "wall_seconds": seconds, "rows": rows})
+    atomic_write_json(out / "results.json", {"config": config_dict(cfg), "wall_seconds": seconds, "rows": rows})
     atomic_write_text(out / "results.csv", to_csv(rows))
-    atomic_write_text(out / "table.md", format_table(rows))
+    atomic_write_text(out / "table.md", format_table(rows, ci=True))
     if cfg.plot:
         tmp = out / ".sweep.tmp.png"
         plot(rows, str(tmp))
@@ -149,12 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.perf_counter()
     try:
-        rows = sweep(cfg)
-    except (ValueError, FileNotFoundError) as e:  # checkpoint / env mismatch, found before episodes
+        check_cells(cfg)  # every cell, before the first episode
+    except (ValueError, FileNotFoundError) as e:  # checkpoint / env / strategy mismatch
         print(f"chunkwise sweep: error: {e}", file=sys.stderr)
         return 2
+    rows = sweep(cfg, check=False)
     seconds = time.perf_counter() - t0
-    print(format_table(rows))
+    print(format_table(rows, ci=True))
     out = write_outputs(cfg, rows, seconds)
     print(f"wrote {out}/results.json, results.csv, table.md" + (", sweep.png" if cfg.plot else "") + f" ({seconds:.0f} s)")
     return 0
