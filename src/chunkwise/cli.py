@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import sys
-from typing import Mapping
+from typing import Mapping, Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("chunkwise.data.collect", "record scripted-expert demonstrations as a LeRobot v3 dataset"),
@@ -25,16 +25,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def dispatch(prog: str, noun: str, table: Mapping[str, tuple[str, str]], argv: list[str]) -> int:
+def dispatch(prog: str, noun: str, table: Mapping[str, tuple[str, str]], argv: list[str],
+             notes: Sequence[str] = ()) -> int:
     """Run ``table[argv[0]]``'s ``main(argv[1:])``; usage on no/unknown name.
 
-    ``table`` maps a name to (module exposing ``main(argv) -> int``, one-line help).
+    ``table`` maps a name to (module exposing ``main(argv) -> int``, one-line help);
+    ``notes`` are extra lines at the end of the usage text.
     """
     width = max(map(len, table))
     usage = "\n".join(
         [f"usage: {prog} <{noun}> [--flag=value ...]", "", f"{noun}s:"]
         + [f"  {name:<{width}}  {help_}" for name, (_, help_) in table.items()]
-        + ["", f"`{prog} <{noun}> --help` lists its flags."]
+        + ["", f"`{prog} <{noun}> --help` lists its flags.", *notes]
     )
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(usage)
@@ -49,8 +51,24 @@ def dispatch(prog: str, noun: str, table: Mapping[str, tuple[str, str]], argv: l
     return int(module.main(rest) or 0)
 
 
+def version() -> str:
+    """The installed distribution's version (the package's own if it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("chunkwise")
+    except PackageNotFoundError:
+        from chunkwise import __version__
+
+        return __version__
+
+
 def main(argv: list[str] | None = None) -> int:
-    return dispatch("chunkwise", "command", COMMANDS, list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["--version"], ["-V"]):
+        print(f"chunkwise {version()}")
+        return 0
+    return dispatch("chunkwise", "command", COMMANDS, args, notes=["`chunkwise --version` prints the version."])
 
 
 if __name__ == "__main__":
