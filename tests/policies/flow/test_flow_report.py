@@ -30,8 +30,8 @@ def test_report_pools_seed_batches_and_checks_targets(tmp_path, capsys):
     seams = seam_table(rows)
     assert "| rtc_guided | 0.100 (0.100) | 0.200 (0.100) |" in seams
     check = target_check(rows)
-    # rtc_guided: 4/8 at d=0 and 4/8 at d=4 -> kept 100 %; seam 0.2 vs 0.4 -> cut 50 %
-    assert "| push-v3 | rtc_guided | 0.50 | 0.50 | 100% ✓ | +50% ✓ |" in check
+    # rtc_guided: 4/8 at d=0 and 4/8 at d=4 -> kept 100 %; seam 0.2 vs 0.4 -> a cut, change -50 %
+    assert "| push-v3 | rtc_guided | 0.50 | 0.50 | 100% ✓ | -50% ✓ |" in check
     assert main([f"--out={tmp_path / 'rep'}", a, b]) == 0
     assert (tmp_path / "rep.md").read_text().count("rtc_guided") == 3
     assert (tmp_path / "rep.png").stat().st_size > 0
