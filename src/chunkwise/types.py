@@ -57,8 +57,14 @@ class PolicyMetadata:
     chunk_size: int
     fps: float
     policy_type: str
-    uses_prefix: bool = False  # wants the queued actions + delay (RTC, delta expert)
-    action_context_length: int = 0  # N queued actions sent as action_context (seed 000)
+    # What the policy is told about the queue (one rule for the virtual clock and the server):
+    #   None  nothing: predict_chunk is called with prefix=None
+    #   0     the whole queue from the observation's step on, and the delay (RTC)
+    #   N > 0 the next N queued actions, and the delay (the delta expert's action context)
+    prefix_length: int | None = None
+    # Prefix-aware modes this policy can be switched to (``with_prefix_mode``), each with the
+    # prefix_length it then wants; a server advertises them so a client can ask for one.
+    prefix_modes: Mapping[str, int] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,6 +74,16 @@ class PolicyMetadata:
             raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.prefix_length is not None and self.prefix_length < 0:
+            raise ValueError(f"prefix_length must be None (no prefix), 0 (whole queue) or N > 0, got {self.prefix_length}")
+        for mode, n in dict(self.prefix_modes).items():
+            if int(n) < 0:
+                raise ValueError(f"prefix_modes[{mode!r}] must be 0 (whole queue) or N > 0, got {n}")
+
+    @property
+    def uses_prefix(self) -> bool:
+        """The policy reads the queued actions and the delay (prefix_length is not None)."""
+        return self.prefix_length is not None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -75,6 +91,7 @@ class PolicyMetadata:
             k: {"shape": list(v.shape), "dtype": v.dtype} for k, v in self.observation_spec.items()
         }
         d["extra"] = dict(self.extra)
+        d["prefix_modes"] = dict(self.prefix_modes)
         return d
 
     @classmethod
@@ -84,6 +101,17 @@ class PolicyMetadata:
             k: FeatureSpec(tuple(v["shape"]), v["dtype"]) for k, v in d["observation_spec"].items()
         }
         return cls(**d)
+
+
+def prefix_of(queued: np.ndarray | None, prefix_length: int | None, delay: int, action_dim: int) -> Prefix | None:
+    """The prefix a policy with ``prefix_length`` gets from the queued actions (see PolicyMetadata)."""
+    if prefix_length is None:
+        return None
+    if queued is None:
+        queued = np.zeros((0, action_dim), dtype=np.float32)
+    if prefix_length > 0:
+        queued = queued[:prefix_length]
+    return Prefix(actions=queued, delay=int(delay))
 
 
 @dataclass(frozen=True)

@@ -77,5 +77,5 @@ def test_oracle_prefix_strategy_replays_queue_then_plans(push_env):
     r = VirtualClockExecutor(env, pol, cfg, 8).run_episode(0)
     # only the first chunk's 8-step wait costs time: the rest is the expert, exactly
     assert r.success and r.stall_steps == 8 and r.steps_to_success == 64 + 8
-    with pytest.raises(TypeError, match="scripted"):
+    with pytest.raises(ValueError, match="scripted"):
         spec.wrap_policy(object())

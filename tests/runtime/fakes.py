@@ -42,10 +42,10 @@ class CounterEnv(ChunkEnv):
 class LabelPolicy:
     """Chunk action i = [obs_t + i, call index]: a test can read which label/chunk ran."""
 
-    def __init__(self, chunk_size: int = 6, uses_prefix: bool = False) -> None:
+    def __init__(self, chunk_size: int = 6, prefix_length: int | None = None) -> None:
         self._meta = PolicyMetadata(
             observation_spec={"observation.state": FeatureSpec((1,), "float32")},
-            action_dim=2, chunk_size=chunk_size, fps=10.0, policy_type="label", uses_prefix=uses_prefix,
+            action_dim=2, chunk_size=chunk_size, fps=10.0, policy_type="label", prefix_length=prefix_length,
         )
         self.calls = 0
         self.prefixes = []

@@ -8,9 +8,9 @@ from chunkwise.types import Prefix
 from .fakes import CounterEnv, LabelPolicy
 
 
-def run(cfg, delay, steps=9, chunk_size=6, uses_prefix=False, seed=0):
+def run(cfg, delay, steps=9, chunk_size=6, prefix_length=None, seed=0):
     env = CounterEnv(max_episode_steps=steps)
-    pol = LabelPolicy(chunk_size, uses_prefix=uses_prefix)
+    pol = LabelPolicy(chunk_size, prefix_length=prefix_length)
     ex = VirtualClockExecutor(env, pol, cfg, delay)
     return ex.run_episode(seed), pol
 
@@ -71,12 +71,12 @@ def test_delay_bigger_than_queue_stalls_and_drops_stale():
 
 def test_prefix_hook_gets_queued_actions_and_delay():
     cfg = ExecutionConfig(strategy="async", aggregate_fn_name="latest_only", actions_per_chunk=6, chunk_size_threshold=0.5)
-    r, pol = run(cfg, 2, uses_prefix=True)
+    r, pol = run(cfg, 2, prefix_length=0)
     first, second = pol.prefixes[0][0], pol.prefixes[1][0]
     assert isinstance(first, Prefix) and first.delay == 2 and first.actions.shape == (0, 2)
     # at t=3 the queue holds c0's labels 3, 4, 5: the prefix starts at the obs timestep
     assert second.actions[:, 0].tolist() == [3, 4, 5] and second.actions[:, 1].tolist() == [0, 0, 0]
-    _, pol2 = run(ExecutionConfig(prefix=False, actions_per_chunk=6), 2, uses_prefix=True)
+    _, pol2 = run(ExecutionConfig(prefix=False, actions_per_chunk=6), 2, prefix_length=0)
     assert all(p is None for p in pol2.prefixes)
 
 

@@ -24,7 +24,7 @@ def echo_server():
     """A real `chunkwise serve` process (echo policy, 64 KiB message limit) on loopback."""
     srv = ServerProcess(
         ["--policy.type=echo", f"--policy.state_dim={STATE_DIM}", "--policy.chunk_size=10",
-         "--policy.uses_prefix=true", "--policy.action_context_length=5", "--max_message_bytes=65536"],
+         "--policy.prefix_length=5", "--max_message_bytes=65536"],
         lifetime_s=120,
     )
     with srv:

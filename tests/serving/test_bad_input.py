@@ -160,5 +160,5 @@ def test_health_and_metadata(echo_server):
             health_pb2.HealthCheckRequest(service="chunkwise.v1.PolicyService"), timeout=5)
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
         md = pb_grpc.PolicyServiceStub(ch).GetMetadata(pb.MetadataRequest(), timeout=5)
-        assert md.protocol_version == 1 and md.chunk_size == 10 and md.uses_prefix and md.action_context_length == 5
+        assert md.protocol_version == 2 and md.chunk_size == 10 and md.prefix_length == 5
         assert md.max_message_bytes == 65536

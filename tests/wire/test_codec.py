@@ -86,8 +86,8 @@ def test_metadata_roundtrip_and_version_check():
     md = PolicyMetadata(
         observation_spec={"observation.state": FeatureSpec((39,), "float32"),
                           "observation.images.cam": FeatureSpec((8, 8, 3), "uint8")},
-        action_dim=4, chunk_size=50, fps=80.0, policy_type="act", uses_prefix=True,
-        action_context_length=5, extra={"note": "x"},
+        action_dim=4, chunk_size=50, fps=80.0, policy_type="act", prefix_length=5,
+        prefix_modes={"rtc_guided": 0, "delta_expert": 5}, extra={"note": "x"},
     )
     msg = encode_metadata(md, max_batch_size=16)
     assert msg.max_batch_size == 16

@@ -1,115 +1,102 @@
-"""Wall-clock asynchronous chunk execution against a PolicyServer (used by Sim/RobotClient).
+"""Wall-clock chunk execution against a PolicyServer (used by SimClient and RobotClient).
 
-Two threads share one ``ActionQueue`` (under a lock):
+The control loop is the one of ``runtime/loop.py`` with the rules of ``ChunkController``
+(the same code the virtual clock runs); only the transport and the clock differ:
 
-* the **control loop** ticks at ``fps * time_scale``: at tick k it captures obs_k,
-  sends it when nothing is in flight and ``len(queue)/actions_per_chunk <= g``
-  (``must_go`` when the queue is empty), then executes ``queue.pop(now=k)`` or the idle
-  action (a stall);
-* the **receiver** reads the session's bidirectional stream and merges each chunk,
-  labelled ``first_timestep + i``; labels already passed are stale and dropped.
+* ``WallTicks`` ticks at ``fps * time_scale``;
+* ``StreamTransport`` sends each request on the session's bidirectional stream; a
+  receiver thread puts replies in an inbox, and the loop merges them at the first tick
+  after they arrived. The delay a chunk had is therefore counted in control steps, like
+  on the virtual clock, and recorded in the trace.
 
 ::
 
-    tick       k    k+1   k+2   k+3   k+4 ...
-    control    obs_k sent                          pop(k) pop(k+1) ...
-    receiver               chunk(k) arrives -> merge labels k..k+H-1 (k, k+1 stale)
+    tick       k        k+1   k+2        k+3 ...
+    loop       obs_k sent  pop    pop  merge chunk(k) (labels k..k+H-1; k, k+1, k+2 stale), pop
+    receiver               chunk(k) arrives -> inbox
 
 Replies carry the episode id; after ``start_episode`` replies of older episodes are
 discarded, so an old plan is never executed. If the stream breaks (server restart), the
-receiver reconnects with exponential backoff, re-opens the session and the control loop
-sends a fresh observation (a must-go one if the queue ran dry meanwhile).
-Round-trip times are measured on this process's monotonic clock only.
+receiver reconnects with exponential backoff and re-opens the session; the requests in
+flight fail and the controller asks again. Round-trip times are measured on this
+process's monotonic clock only.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import queue as queue_mod
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import grpc
 import numpy as np
 
 from chunkwise.clients.remote_policy import RemoteError, RemotePolicy, status_code
-from chunkwise.scheduling import ActionQueue, check_aggregate_name, should_send_observation
-from chunkwise.wire import chunkwise_pb2 as pb
+from chunkwise.runtime.loop import Arrival, WallTicks, run_loop
+from chunkwise.runtime.virtual_clock import check_policy_fits
+from chunkwise.scheduling.config import ExecutionConfig
+from chunkwise.scheduling.controller import ChunkController, ChunkRequest, Rollout
 from chunkwise.wire.codec import decode_tensor, encode_request
 
 log = logging.getLogger(__name__)
 _CLOSE = object()
+_BROKEN = object()
 
 
 @dataclass
-class ClientConfig:
-    actions_per_chunk: int = 50
-    chunk_size_threshold: float = 0.5
-    aggregate_fn_name: str = "weighted_average"
-    time_scale: float = 1.0  # > 1 runs the control loop faster than real time (tests)
-    send_action_context: bool = True  # when the policy's metadata asks for it
-    request_timeout_s: float = 5.0  # an unanswered request is given up after this
+class RemoteConfig:
+    """How to reach a PolicyServer: ``--server=host:port --token=... --tls_root=ca.pem``."""
+
+    address: str = "127.0.0.1:8080"
+    token: str = ""  # sent as ``authorization: Bearer <token>``
+    tls_root: str = ""  # PEM file of the CA that signed the server's certificate ("" = plaintext)
+    time_scale: float = 1.0  # > 1 runs the control loop faster than real time (tests, validation)
+    request_timeout_s: float = 5.0  # a request unanswered this long is given up and asked again
+    connect_timeout_s: float = 5.0  # give up reaching the server after this long, naming it
 
     def __post_init__(self) -> None:
-        check_aggregate_name(self.aggregate_fn_name)
-        if self.actions_per_chunk <= 0:
-            raise ValueError(f"actions_per_chunk must be positive, got {self.actions_per_chunk}")
-        if not 0.0 <= self.chunk_size_threshold <= 1.0:
-            raise ValueError(f"chunk_size_threshold must be in [0, 1], got {self.chunk_size_threshold}")
-        if self.time_scale <= 0:
-            raise ValueError(f"time_scale must be positive, got {self.time_scale}")
+        if not self.address or ":" not in self.address:
+            raise ValueError(f"server address must be host:port, got {self.address!r}")
+        if not (math.isfinite(self.time_scale) and self.time_scale > 0):
+            raise ValueError(f"time_scale must be a positive number, got {self.time_scale}")
+        for name in ("request_timeout_s", "connect_timeout_s"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {v}")
+        if self.tls_root and not Path(self.tls_root).is_file():
+            raise ValueError(f"tls_root={self.tls_root!r} is not a file")
+
+    def connect(self, session_id: str | None = None) -> RemotePolicy:
+        root = Path(self.tls_root).read_bytes() if self.tls_root else None
+        return RemotePolicy(
+            self.address, session_id, token=self.token or None, root_certificates=root,
+            connect_timeout_s=self.connect_timeout_s,
+        )
 
 
-@dataclass
-class EpisodeStats:
-    episode_id: int
-    steps: int = 0
-    stalls: int = 0
-    success: bool = False
-    reward: float = 0.0
-    chunks: int = 0
-    requests: int = 0
-    must_go: int = 0
-    stale_episode_replies: int = 0  # replies for an older episode, discarded
-    errors: list[str] = field(default_factory=list)
-    rtt_ms: list[float] = field(default_factory=list)  # client monotonic clock
-    model_ms: list[float] = field(default_factory=list)  # server monotonic clock
-    server_ms: list[float] = field(default_factory=list)  # queue + pre + model + post
-    batch_sizes: list[int] = field(default_factory=list)
-    executed: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (label, action)
-    overruns: int = 0  # ticks where the loop fell behind the clock
+class StreamTransport:
+    """``runtime.loop.Transport`` over one server session stream (see module doc)."""
 
-
-class ChunkClient:
-    """Runs episodes of ``get_obs -> act`` at a fixed rate with chunks from a server."""
-
-    def __init__(self, remote: RemotePolicy, cfg: ClientConfig, *, fps: float | None = None) -> None:
-        md = remote.metadata
-        if cfg.actions_per_chunk > md.chunk_size:
-            raise ValueError(f"actions_per_chunk={cfg.actions_per_chunk} > the policy's chunk_size={md.chunk_size}")
+    def __init__(self, remote: RemotePolicy) -> None:
         self.remote = remote
-        self.cfg = cfg
-        self.fps = float(fps or md.fps)
-        self.dt = 1.0 / (self.fps * cfg.time_scale)
-        self.context_len = md.action_context_length if (md.uses_prefix and cfg.send_action_context) else 0
-        self.queue = ActionQueue(cfg.aggregate_fn_name)
+        self.prefix_mode = getattr(remote, "prefix_mode", "")
         self._lock = threading.Lock()
-        self._request_ids = itertools.count(1)
-        self._in_flight: tuple[int, float] | None = None  # (request_id, sent at monotonic)
+        self._inbox: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
         self._requests: queue_mod.SimpleQueue | None = None
         self._stream_ok = threading.Event()
         self._closing = False
-        self._stats: EpisodeStats | None = None
-        self._delay_est = 0.0  # EMA of the round trip, in control steps
         self._receiver: threading.Thread | None = None
+        self._sent: dict[int, float] = {}  # request id -> monotonic send time
+        self.episode_id = 0
         self.reconnects = 0
+        self.stats: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ stream
-
     def _open_stream(self) -> None:
         requests: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
 
@@ -123,7 +110,6 @@ class ChunkClient:
         replies = self.remote.open_stream(gen())
         with self._lock:
             self._requests = requests
-            self._in_flight = None
         self._stream_ok.set()
         self._receiver = threading.Thread(target=self._receive, args=(replies, requests), daemon=True)
         self._receiver.start()
@@ -131,15 +117,14 @@ class ChunkClient:
     def _receive(self, replies: Any, requests: queue_mod.SimpleQueue) -> None:
         try:
             for reply in replies:
-                self._on_reply(reply)
+                self._inbox.put((reply, time.monotonic()))
         except grpc.RpcError as e:
             if self._closing:
                 return
-            log.warning("stream broke (%s: %s); reconnecting", e.code().name, e.details())
+            log.warning("stream to %s broke (%s: %s); reconnecting", self.remote.address, e.code().name, e.details())
         finally:
             self._stream_ok.clear()
-            with self._lock:
-                self._in_flight = None
+            self._inbox.put((_BROKEN, time.monotonic()))
         if self._closing:
             return
         requests.put(_CLOSE)
@@ -161,115 +146,82 @@ class ChunkClient:
                 log.error("could not reconnect to %s: %s", self.remote.address, e)
                 return
 
-    def _on_reply(self, reply: pb.ChunkReply) -> None:
-        now = time.monotonic()
-        with self._lock:
-            stats = self._stats
-            if self._in_flight is not None and self._in_flight[0] == reply.request_id:
-                rtt_ms = 1000 * (now - self._in_flight[1])
-                self._in_flight = None
-            else:
-                rtt_ms = None
-            if stats is None or reply.episode_id != stats.episode_id:
-                if stats is not None:
-                    stats.stale_episode_replies += 1
-                return
-            if reply.HasField("error") and reply.error.code != 0:
-                stats.errors.append(f"{status_code(reply.error.code).name}: {reply.error.message}")
-                return
-            chunk = decode_tensor(reply.actions, name="actions")[: self.cfg.actions_per_chunk]
-            self.queue.merge(chunk, reply.first_timestep)
-            stats.chunks += 1
-            if rtt_ms is not None:
-                stats.rtt_ms.append(rtt_ms)
-                steps = rtt_ms / 1000.0 / self.dt
-                self._delay_est = steps if not stats.rtt_ms[:-1] else 0.8 * self._delay_est + 0.2 * steps
-            tm = reply.timings
-            stats.model_ms.append(tm.model_ms)
-            stats.server_ms.append(tm.queue_wait_ms + tm.preprocess_ms + tm.model_ms + tm.postprocess_ms)
-            stats.batch_sizes.append(tm.batch_size)
-
-    # ------------------------------------------------------------------ episodes
-
-    def start_episode(self) -> int:
-        """New episode id on the server; queued actions and late replies of the old one are void."""
+    # ------------------------------------------------------------------ Transport
+    def start_episode(self, seed: int) -> None:
+        """New episode id on the server; late replies of the old one are void."""
         self.remote.reset()
         self.remote.reset_session(self.remote.session_id, self.remote.episode_id)
-        with self._lock:
-            self.queue.reset()
-            self._in_flight = None
-            self._stats = EpisodeStats(episode_id=self.remote.episode_id)
+        self._new_episode(self.remote.episode_id)
         if self._receiver is None or not self._receiver.is_alive():
             self._open_stream()
-        return self.remote.episode_id
 
-    def run_episode(
-        self,
-        get_obs: Callable[[], dict[str, Any]],
-        act: Callable[[np.ndarray, int], bool],
-        idle_action: Callable[[], np.ndarray],
-        max_steps: int,
-        record: bool = False,
-    ) -> EpisodeStats:
-        """``act(action, step) -> done``; returns the episode's stats."""
-        self.start_episode()
-        stats = self._stats
-        assert stats is not None
-        t0 = time.monotonic()
-        for k in range(max_steps):
-            obs = get_obs()
-            self._maybe_send(obs, k, stats)
-            with self._lock:
-                ta = self.queue.pop(now=k)
-            if ta is None:
-                action = idle_action()
-                stats.stalls += 1
-            else:
-                action = ta.action
-                if record:
-                    stats.executed.append((ta.timestep, ta.action))
-            stats.steps = k + 1
-            if act(action, k):
-                break
-            sleep = t0 + (k + 1) * self.dt - time.monotonic()
-            if sleep > 0:
-                time.sleep(sleep)
-            else:
-                stats.overruns += 1
-        with self._lock:
-            self._stats = None  # late replies of this episode are now discarded
-        return stats
+    def _new_episode(self, episode_id: int) -> None:
+        self.episode_id = episode_id
+        self._sent.clear()
+        self.stats = {
+            "rtt_ms": [], "model_ms": [], "server_ms": [], "batch_sizes": [],
+            "stale_episode_replies": 0, "server_errors": 0, "unsent": 0,
+        }
 
-    def _maybe_send(self, obs: dict[str, Any], k: int, stats: EpisodeStats) -> None:
+    def known_delay(self) -> None:
+        return None  # a real server's latency is only known once the chunk is back
+
+    def send(self, request: ChunkRequest) -> None:
+        p = request.prefix
+        msg = encode_request(
+            request.observation,
+            session_id=self.remote.session_id,
+            episode_id=self.episode_id,
+            timestep=request.timestep,
+            action_context=None if p is None else p.actions,
+            estimated_delay=0 if p is None else p.delay,
+            request_id=request.request_id,
+            must_go=request.must_go,
+            prefix_mode=self.prefix_mode,
+        )
+        self._sent[request.request_id] = time.monotonic()
+        self._submit(request, msg)
+
+    def _submit(self, request: ChunkRequest, msg: Any) -> None:
+        """Put the encoded request on the wire (the only part a test transport replaces)."""
         with self._lock:
-            if self._in_flight is not None:
-                if time.monotonic() - self._in_flight[1] < self.cfg.request_timeout_s:
-                    return
-                stats.errors.append(f"request {self._in_flight[0]} unanswered after {self.cfg.request_timeout_s}s")
-                self._in_flight = None  # give up on it; a late reply still merges (labels say where)
-            if not self._stream_ok.is_set() or self._requests is None:
-                return
-            qlen = len(self.queue)
-            if not should_send_observation(qlen, self.cfg.actions_per_chunk, self.cfg.chunk_size_threshold):
-                return
-            context = self.queue.peek(self.context_len) if self.context_len else None
-            if context is not None and len(context) == 0:
-                context = None
-            rid = next(self._request_ids)
-            req = encode_request(
-                obs,
-                session_id=self.remote.session_id,
-                episode_id=stats.episode_id,
-                timestep=k,
-                action_context=context,
-                estimated_delay=int(math.ceil(self._delay_est)),
-                request_id=rid,
-                must_go=qlen == 0,
-            )
-            self._in_flight = (rid, time.monotonic())
-            stats.requests += 1
-            stats.must_go += qlen == 0
-            self._requests.put(req)
+            requests = self._requests if self._stream_ok.is_set() else None
+        if requests is None:
+            self.stats["unsent"] += 1
+            self._sent.pop(request.request_id, None)
+            self._inbox.put((("unsent", request.request_id), time.monotonic()))
+            return
+        requests.put(msg)
+
+    def poll(self, now: int) -> list[Arrival]:
+        out: list[Arrival] = []
+        while True:
+            try:
+                reply, t_recv = self._inbox.get_nowait()
+            except queue_mod.Empty:
+                return out
+            if reply is _BROKEN:  # everything in flight is lost with the stream
+                out.extend(Arrival(rid, None, "stream broke") for rid in self._sent)
+                self._sent.clear()
+                continue
+            if isinstance(reply, tuple):  # ("unsent", request id)
+                out.append(Arrival(reply[1], None, "stream down: request not sent"))
+                continue
+            if reply.episode_id != self.episode_id:
+                self.stats["stale_episode_replies"] += 1
+                continue
+            t_sent = self._sent.pop(reply.request_id, None)
+            if reply.HasField("error") and reply.error.code != 0:
+                self.stats["server_errors"] += 1
+                out.append(Arrival(reply.request_id, None, f"{status_code(reply.error.code).name}: {reply.error.message}"))
+                continue
+            if t_sent is not None:
+                self.stats["rtt_ms"].append(1000 * (t_recv - t_sent))
+            tm = reply.timings
+            self.stats["model_ms"].append(tm.model_ms)
+            self.stats["server_ms"].append(tm.queue_wait_ms + tm.preprocess_ms + tm.model_ms + tm.postprocess_ms)
+            self.stats["batch_sizes"].append(tm.batch_size)
+            out.append(Arrival(reply.request_id, decode_tensor(reply.actions, name="actions")))
 
     def close(self) -> None:
         self._closing = True
@@ -278,6 +230,77 @@ class ChunkClient:
                 self._requests.put(_CLOSE)
         if self._receiver is not None:
             self._receiver.join(timeout=2.0)
+
+
+class ChunkClient:
+    """Runs episodes of ``observe -> act`` at a fixed rate with chunks from a server.
+
+    ``remote`` is a ``RemotePolicy`` (or its ``with_prefix_mode`` view); ``execution`` is
+    the same ``ExecutionConfig`` the virtual clock takes, with ``prefix_delay`` forced to
+    "estimated" (a client cannot know a chunk's delay before it is back).
+    """
+
+    def __init__(
+        self,
+        remote: RemotePolicy,
+        execution: ExecutionConfig,
+        *,
+        fps: float | None = None,
+        time_scale: float = 1.0,
+        request_timeout_s: float = 5.0,
+        action_dim: int | None = None,
+        transport: StreamTransport | None = None,
+        clock: Any = None,
+    ) -> None:
+        """``transport`` / ``clock`` replace the server stream and the wall clock (tests)."""
+        md = remote.metadata
+        check_policy_fits(remote, execution, action_dim or md.action_dim)
+        if execution.prefix_delay != "estimated":
+            from dataclasses import replace
+
+            execution = replace(execution, prefix_delay="estimated")
+        self.remote = remote
+        self.execution = execution
+        self.fps = float(fps or md.fps)
+        self.dt = 1.0 / (self.fps * time_scale)
+        self.transport = transport or StreamTransport(remote)
+        self._clock = clock
+        self._idle: Callable[[], np.ndarray] = lambda: np.zeros(md.action_dim, dtype=np.float32)
+        timeout_steps = max(1, int(math.ceil(request_timeout_s * self.fps * time_scale)))
+        self.controller = ChunkController(
+            execution, md.action_dim, lambda: self._idle(), prefix_length=md.prefix_length, timeout_steps=timeout_steps
+        )
+
+    @property
+    def reconnects(self) -> int:
+        return self.transport.reconnects
+
+    def run_episode(
+        self,
+        observe: Callable[[], dict[str, Any]],
+        act: Callable[[np.ndarray], tuple[float, bool, bool]],
+        idle_action: Callable[[], np.ndarray],
+        max_steps: int,
+        seed: int = 0,
+    ) -> Rollout:
+        """``act(action) -> (reward, success, done)``; returns the same record as the virtual clock."""
+        self._idle = idle_action
+        self.transport.start_episode(seed)
+        self.controller.reset()
+        clock = self._clock or WallTicks(self.dt)
+        run_loop(self.controller, self.transport, observe, act, max_steps, clock)
+        st = self.transport.stats
+        return self.controller.rollout(
+            seed,
+            episode_id=self.transport.episode_id,
+            rtt_ms=list(st["rtt_ms"]), model_ms=list(st["model_ms"]), server_ms=list(st["server_ms"]),
+            batch_sizes=list(st["batch_sizes"]), stale_episode_replies=st["stale_episode_replies"],
+            errors=list(self.controller.errors), overruns=getattr(clock, "overruns", 0),
+            reconnects=self.transport.reconnects,
+        )
+
+    def close(self) -> None:
+        self.transport.close()
 
 
 def percentiles(values: list[float], qs: tuple[int, ...] = (50, 90, 99)) -> dict[str, float]:

@@ -74,6 +74,16 @@ def make_channel(
     return grpc.insecure_channel(address, options=options)
 
 
+def metadata_in_mode(md: PolicyMetadata, mode: str, who: str = "the server") -> PolicyMetadata:
+    """The metadata a policy has once switched to prefix mode ``mode``."""
+    from dataclasses import replace
+
+    modes = dict(md.prefix_modes)
+    if mode not in modes:
+        raise ValueError(f"{who} offers prefix modes {sorted(modes)}, not {mode!r}")
+    return replace(md, prefix_length=modes[mode], extra={**dict(md.extra), "prefix_mode": mode})
+
+
 class RemotePolicy:
     """A Policy whose ``predict_chunk`` runs on a chunkwise PolicyServer."""
 
@@ -85,6 +95,7 @@ class RemotePolicy:
         *,
         root_certificates: bytes | None = None,
         timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
         reconnect_timeout_s: float = 30.0,
         backoff_s: float = 0.05,
         max_backoff_s: float = 2.0,
@@ -106,10 +117,31 @@ class RemotePolicy:
         self._timesteps: dict[str, itertools.count] = {}
         self._lock = threading.Lock()
         self.reconnects = 0
-        msg = self.call_with_retry(
-            lambda: self.stub.GetMetadata(pb.MetadataRequest(), timeout=timeout_s, metadata=self.call_metadata)
-        )
-        self._metadata = decode_metadata(msg)
+        self.prefix_mode = ""  # "" = the policy as served; see with_prefix_mode
+        try:
+            # wait_for_ready: a server that is still starting is waited for, up to the timeout
+            msg = self.stub.GetMetadata(
+                pb.MetadataRequest(), timeout=connect_timeout_s, metadata=self.call_metadata, wait_for_ready=True
+            )
+        except grpc.RpcError as e:
+            self.channel.close()
+            code = e.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise ConnectionError(
+                    f"cannot reach a chunkwise server at {address} within {connect_timeout_s:g} s "
+                    f"({code.name}); is `chunkwise serve` running there"
+                    + ("?" if root_certificates else ", and does it serve TLS (then pass --tls_root=<CA PEM>)?")
+                ) from None
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                raise ConnectionError(
+                    f"the chunkwise server at {address} refused the token ({e.details()}); pass --token=<the server's token>"
+                ) from None
+            raise RemoteError(code, e.details() or "") from None
+        try:
+            self._metadata = decode_metadata(msg)
+        except Exception:
+            self.channel.close()
+            raise
         self.server_max_batch_size = msg.max_batch_size
 
     # ------------------------------------------------------------------ Policy protocol
@@ -134,6 +166,7 @@ class RemotePolicy:
                     timestep=next(self._timesteps[sid]),
                     action_context=None if p is None else p.actions,
                     estimated_delay=0 if p is None else p.delay,
+                    prefix_mode=self.prefix_mode,
                 )
             )
         # Send all elements at once; the server batches them (with other clients' work).
@@ -143,6 +176,18 @@ class RemotePolicy:
             futures = [self._infer_future(r) for r in requests]
             replies = [self._result(f, r) for f, r in zip(futures, requests)]
         return np.stack([decode_tensor(r.actions, name="actions") for r in replies]).astype(np.float32)
+
+    def with_prefix_mode(self, mode: str) -> "RemotePolicy":
+        """This server's policy in prefix mode ``mode`` (one of ``metadata.prefix_modes``).
+
+        Shares the channel; every request then asks the server for that mode, and the
+        view's ``prefix_length`` is the mode's, so clients send what the mode reads."""
+        import copy
+
+        view = copy.copy(self)
+        view.prefix_mode = mode
+        view._metadata = metadata_in_mode(self._metadata, mode, f"the server at {self.address}")
+        return view
 
     def reset(self) -> None:
         """New episode on every session: replies for the old one can no longer arrive."""

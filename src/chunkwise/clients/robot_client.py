@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from chunkwise.clients.realtime import ChunkClient, ClientConfig, EpisodeStats
+from chunkwise.clients.realtime import ChunkClient
+from chunkwise.scheduling.config import ExecutionConfig
+from chunkwise.scheduling.controller import Rollout
 from chunkwise.clients.remote_policy import RemotePolicy
 from chunkwise.types import TASK
 
@@ -26,11 +28,12 @@ class Robot(Protocol):
 
 class RobotClient:
     def __init__(
-        self, robot: Robot, remote: RemotePolicy, cfg: ClientConfig, *, task: str = "", fps: float | None = None
+        self, robot: Robot, remote: RemotePolicy, execution: ExecutionConfig, *, task: str = "",
+        fps: float | None = None, time_scale: float = 1.0, request_timeout_s: float = 5.0,
     ) -> None:
         self.robot = robot
         self.task = task
-        self.client = ChunkClient(remote, cfg, fps=fps)
+        self.client = ChunkClient(remote, execution, fps=fps, time_scale=time_scale, request_timeout_s=request_timeout_s)
         self._last_action = np.zeros(remote.metadata.action_dim, dtype=np.float32)
 
     def _observe(self) -> dict[str, Any]:
@@ -42,14 +45,14 @@ class RobotClient:
         idle = getattr(self.robot, "idle_action", None)
         return np.asarray(idle(), dtype=np.float32) if callable(idle) else self._last_action.copy()
 
-    def _act(self, action: np.ndarray, k: int) -> bool:
+    def _act(self, action: np.ndarray) -> tuple[float, bool, bool]:
         self._last_action = np.asarray(action, dtype=np.float32)
         self.robot.send_action(self._last_action)
-        return False
+        return 0.0, False, False  # a robot has no reward; the episode runs n_steps
 
-    def run(self, n_steps: int, record: bool = False) -> EpisodeStats:
+    def run(self, n_steps: int, seed: int = 0) -> Rollout:
         """One episode of ``n_steps`` control steps (a new episode id on the server)."""
-        return self.client.run_episode(self._observe, self._act, self._idle, max_steps=n_steps, record=record)
+        return self.client.run_episode(self._observe, self._act, self._idle, max_steps=n_steps, seed=seed)
 
     def close(self) -> None:
         self.client.close()

@@ -73,7 +73,7 @@ class _BranchRecorder:
         self.cfg = cfg
         self.oracle = OraclePolicy(env, chunk_size=cfg.chunk_size)
         meta = self.oracle.metadata
-        self._metadata = replace(meta, uses_prefix=True)
+        self._metadata = replace(meta, prefix_length=0)
         self.branches: list[dict[str, np.ndarray]] = []
 
     @property

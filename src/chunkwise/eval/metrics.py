@@ -17,7 +17,8 @@ episodes only; per-episode None/NaN values are skipped.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -57,6 +58,7 @@ class EpisodeMetrics:
     inside_discontinuity: float | None
     jerk: float | None
     mean_queue_len: float | None
+    delays: list[int] = field(default_factory=list)  # control steps each arrived chunk took
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +85,9 @@ def episode_metrics(r: Rollout) -> EpisodeMetrics:
             jerk = float(np.linalg.norm(a[2:] - 2 * a[1:-1] + a[:-2], axis=1).mean())
         n_seams = int(tr.seam.sum())
         mean_q = float(tr.queue_len.mean())
+        delays = [int(d) for d in tr.delay[tr.delay >= 0]]
+    else:
+        delays = []
     return EpisodeMetrics(
         seed=r.seed,
         success=r.success,
@@ -96,6 +101,7 @@ def episode_metrics(r: Rollout) -> EpisodeMetrics:
         inside_discontinuity=inside_d,
         jerk=jerk,
         mean_queue_len=mean_q,
+        delays=delays,
     )
 
 
@@ -144,4 +150,11 @@ def summarize(episodes: Sequence[EpisodeMetrics]) -> dict[str, Any]:
     }
     for f in MEAN_FIELDS:
         out[f] = mean_ci(getattr(e, f) for e in episodes)
+    out["delay_counts"] = delay_counts(episodes)
     return out
+
+
+def delay_counts(episodes: Sequence[EpisodeMetrics]) -> dict[str, int]:
+    """{d: number of chunks that arrived d control steps after their request}, d ascending."""
+    c = Counter(d for e in episodes for d in e.delays)
+    return {str(d): c[d] for d in sorted(c)}

@@ -5,15 +5,20 @@
         --actions_per_chunk=50 --chunk_size_threshold=0.5 --inference_delay=4 --n_episodes=10
 
 Runs on the virtual clock (deterministic; see runtime/virtual_clock.py). With
-``--server=host:port`` the episodes are instead run against a real PolicyServer by
-``chunkwise.clients.sim_client.run_eval`` (wall clock).
+``--server=host:port`` (and ``--token``, ``--tls_root``, ``--time_scale``) the same
+episodes run against a real PolicyServer on the wall clock, through the same control loop
+and controller, and produce the same report plus the measured round trips and the delay
+(in control steps) each chunk actually had::
+
+    chunkwise eval --server=127.0.0.1:8080 --env.task=push-v3 --strategy=rtc_trained \
+        --actions_per_chunk=20 --n_episodes=10
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +55,20 @@ class EvalConfig:
     inference_delay_ms: float | None = None  # if set: d = ceil(ms * env.fps / 1000)
     n_workers: int = 1
     output_dir: str | None = None
-    server: str | None = None  # host:port of a PolicyServer: run with the real-time SimClient
+    # --- against a PolicyServer (wall clock) instead of the virtual clock ---
+    server: str | None = None  # host:port of a PolicyServer; the server chose the policy
+    token: str = ""  # the server's --token (required off loopback)
+    tls_root: str = ""  # PEM file of the CA of the server's TLS certificate
+    time_scale: float = 1.0  # run the env's clock this many times faster than real time
+    request_timeout_s: float = 5.0  # a chunk not back after this long is asked for again
+    connect_timeout_s: float = 5.0  # give up reaching the server after this long
 
     def __post_init__(self) -> None:
         check_strategy_name(self.strategy)
+        if self.server:
+            self.remote_config()  # validates address, time_scale, timeouts, tls_root
+            if self.policy.type == "checkpoint":
+                raise ValueError("--server: the server chose the policy; drop --policy.path (give it to chunkwise serve)")
         chunk = self.policy.chunk_size if self.policy.type == "scripted" else None
         if self.inference_delay < 0:
             raise ValueError(f"inference_delay must be >= 0 control steps, got {self.inference_delay}")
@@ -65,6 +80,14 @@ class EvalConfig:
             aggregate_fn_name=self.aggregate_fn_name,
         )
         self.base_execution()  # validates n_action_steps, m
+
+    def remote_config(self):  # noqa: ANN201 - chunkwise.clients.realtime.RemoteConfig
+        from chunkwise.clients.realtime import RemoteConfig
+
+        return RemoteConfig(
+            address=str(self.server), token=self.token, tls_root=self.tls_root, time_scale=self.time_scale,
+            request_timeout_s=self.request_timeout_s, connect_timeout_s=self.connect_timeout_s,
+        )
 
     @property
     def delay_steps(self) -> int:
@@ -132,7 +155,70 @@ def evaluate(cfg: EvalConfig, progress: bool = True, check: bool = True) -> dict
 def _config_dict(cfg: EvalConfig) -> dict[str, Any]:
     d = asdict(cfg)
     d["env"] = {"type": cfg.env.type, **asdict(cfg.env)}
+    if d.get("token"):
+        d["token"] = "***"  # results files get shared; the token is a credential
     return d
+
+
+def evaluate_remote(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
+    """The same episodes against the PolicyServer at ``cfg.server`` (wall clock)."""
+    from chunkwise.clients.realtime import percentiles
+    from chunkwise.clients.sim_client import SimClient
+    from chunkwise.eval.metrics import episode_metrics
+    from chunkwise.eval.rollouts import check_policy_matches_env
+    from chunkwise.runtime.strategies import get_strategy
+
+    execution, strat, _ = resolve_strategy(cfg.strategy, cfg.base_execution())
+    spec = get_strategy(strat) if strat else None
+    if spec is not None and spec.local_only:
+        raise ValueError(f"strategy {strat!r} cannot run against a server: {spec.local_only}")
+    # A client only learns a chunk's delay when it is back: RTC is told the recent delays.
+    execution = replace(execution, prefix_delay="estimated")
+    remote = cfg.remote_config().connect()
+    env = None
+    sim = None
+    rollouts = []
+    try:
+        policy = spec.wrap_policy(remote) if spec is not None and spec.wrap_policy else remote
+        execution.check_chunk_size(policy.metadata.chunk_size)
+        env = cfg.env.make()
+        check_policy_matches_env(policy, env, f"the policy served at {cfg.server}")
+        sim = SimClient(env, policy, execution, time_scale=cfg.time_scale, request_timeout_s=cfg.request_timeout_s)
+        from tqdm import tqdm
+
+        seeds = episode_seeds(cfg.seed, cfg.n_episodes)
+        for s in tqdm(seeds, desc=f"{cfg.env.task} {cfg.strategy} @ {cfg.server}", unit="ep", disable=not progress):
+            rollouts.append(sim.run_episode(seed=s))
+    finally:
+        if sim is not None:
+            sim.close()
+        remote.close()
+        if env is not None:
+            env.close()
+    episodes = [episode_metrics(r) for r in rollouts]
+    rtt = [x for r in rollouts for x in r.info["rtt_ms"]]
+    server = [x for r in rollouts for x in r.info["server_ms"]]
+    remote_info = {
+        "server": cfg.server,
+        "time_scale": cfg.time_scale,
+        "round_trip_ms": percentiles(rtt),
+        "server_ms": percentiles(server),
+        "server_model_ms": percentiles([x for r in rollouts for x in r.info["model_ms"]]),
+        "mean_batch_size": float(sum(x for r in rollouts for x in r.info["batch_sizes"]) / max(1, len(server))),
+        "stale_episode_replies": int(sum(r.info["stale_episode_replies"] for r in rollouts)),
+        "errors": int(sum(len(r.info["errors"]) for r in rollouts)),
+        "overrun_ticks": int(sum(r.info["overruns"] for r in rollouts)),
+        "reconnects": int(max((r.info["reconnects"] for r in rollouts), default=0)),
+        "policy": policy.metadata.to_dict(),
+    }
+    return {
+        "config": _config_dict(cfg),
+        "execution": asdict(execution),
+        "delay_steps": "measured",
+        "summary": summarize(episodes),
+        "episodes": [e.to_dict() for e in episodes],
+        "remote": remote_info,
+    }
 
 
 def format_summary(result: dict[str, Any]) -> str:
@@ -156,6 +242,22 @@ def format_summary(result: dict[str, Any]) -> str:
         f"inside |a_t-a_t-1| {m('inside_discontinuity', '{:.4f}')}",
         f"jerk               {m('jerk', '{:.4f}')}",
     ]
+    counts = s.get("delay_counts") or {}
+    if counts:
+        total = sum(counts.values())
+        dist = ", ".join(f"d={d}: {100 * n / total:.0f}%" for d, n in counts.items())
+        lines.append(f"chunk delay        {dist} ({total} chunks)")
+    r = result.get("remote")
+    if r:
+        rtt = r["round_trip_ms"]
+        lines.append(
+            f"round trip ms      p50 {rtt['p50']:.2f}  p90 {rtt['p90']:.2f}  p99 {rtt['p99']:.2f} "
+            f"(server {r['server_ms']['p50']:.2f}, batch {r['mean_batch_size']:.1f})"
+        )
+        lines.append(
+            f"server run         {r['server']} x{r['time_scale']:g} real time; errors {r['errors']}, "
+            f"stale replies {r['stale_episode_replies']}, late ticks {r['overrun_ticks']}"
+        )
     return "\n".join(lines)
 
 
@@ -164,16 +266,22 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_cli(EvalConfig, argv, "eval")
     except CLIError:
         return 2
-    if cfg.server:
-        from chunkwise.clients.sim_client import run_eval  # real-time path, owned by clients/
-
-        return int(run_eval(cfg) or 0)
     try:
-        check_checkpoint(cfg)
-    except (ValueError, FileNotFoundError) as e:
+        if cfg.server:
+            result = evaluate_remote(cfg)
+        else:
+            check_checkpoint(cfg)
+            result = None
+    except (ValueError, FileNotFoundError, ConnectionError) as e:
         print(f"chunkwise eval: error: {e}", file=sys.stderr)
         return 2
-    result = evaluate(cfg, check=False)
+    except RuntimeError as e:  # RemoteError: the server refused a request
+        if type(e).__name__ != "RemoteError":
+            raise
+        print(f"chunkwise eval: error: the server at {cfg.server} answered {e}", file=sys.stderr)
+        return 2
+    if result is None:
+        result = evaluate(cfg, check=False)
     print(format_summary(result))
     if cfg.output_dir:
         out = Path(cfg.output_dir) / "eval.json"

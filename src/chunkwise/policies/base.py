@@ -15,7 +15,7 @@ class Policy(Protocol):
 
     ``prefix`` is None or a sequence of length B whose items are ``Prefix`` or None:
     the queued actions and the inference delay for each batch element. Policies that
-    cannot use it ignore it (``metadata.uses_prefix`` is False).
+    cannot use it ignore it (``metadata.prefix_length`` is None).
     """
 
     @property

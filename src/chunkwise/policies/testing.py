@@ -40,8 +40,8 @@ class TestPolicyConfig:
     fps: float = 30.0
     cameras: int = 0  # number of uint8 (image_size, image_size, 3) cameras in the spec
     image_size: int = 224
-    uses_prefix: bool = False
-    action_context_length: int = 5
+    # None: no prefix; 0: the whole queue; N: the next N queued actions (PolicyMetadata)
+    prefix_length: int | None = None
     model_ms: float = 0.0  # minimum wall time of one predict_chunk call (mlp/echo)
     hidden: int = 256
     task: str = "push-v3"  # expert: MetaWorld task whose scripted policy to run
@@ -53,8 +53,8 @@ class TestPolicyConfig:
         for name in ("state_dim", "action_dim", "chunk_size", "image_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"policy.{name} must be positive, got {getattr(self, name)}")
-        if self.cameras < 0 or self.model_ms < 0 or self.action_context_length < 0:
-            raise ValueError("policy.cameras, policy.model_ms, policy.action_context_length must be >= 0")
+        if self.cameras < 0 or self.model_ms < 0 or (self.prefix_length is not None and self.prefix_length < 0):
+            raise ValueError("policy.cameras, policy.model_ms, policy.prefix_length must be >= 0")
         if self.type == "echo" and self.state_dim < self.action_dim:
             raise ValueError(f"echo policy needs state_dim >= action_dim, got {self.state_dim} < {self.action_dim}")
 
@@ -84,8 +84,7 @@ class EchoPolicy:
             chunk_size=self.cfg.chunk_size,
             fps=self.cfg.fps,
             policy_type="echo",
-            uses_prefix=self.cfg.uses_prefix,
-            action_context_length=self.cfg.action_context_length if self.cfg.uses_prefix else 0,
+            prefix_length=self.cfg.prefix_length,
         )
 
     @property

@@ -1,6 +1,6 @@
 """Executors: ``VirtualClockExecutor`` (deterministic, delay in control steps)."""
 
-from chunkwise.runtime.config import STRATEGIES, ExecutionConfig
+from chunkwise.scheduling.config import STRATEGIES, ExecutionConfig
 from chunkwise.runtime.strategies import StrategySpec, available_strategies, get_strategy, register_strategy
 from chunkwise.runtime.virtual_clock import Rollout, StepTrace, VirtualClockExecutor
 

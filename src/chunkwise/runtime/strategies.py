@@ -8,12 +8,16 @@ same seeds. Built in:
     <aggregate name>   strategy="async" with that aggregate_fn_name, e.g. latest_only,
                        weighted_average, average, conservative, temporal_ensemble
 
-Prefix-aware methods register themselves, e.g. (in the RTC module)::
+Prefix-aware methods register themselves with their policy family, e.g. (flow)::
 
-    register_strategy(StrategySpec(
-        "rtc_guided", lambda cfg: replace(cfg, strategy="async", aggregate_fn_name="latest_only",
-                                          prefix=True),
-        wrap_policy=lambda policy: RTCGuided(policy), description="real-time chunking"))
+    register_prefix_mode_strategy("rtc_guided", "real-time chunking",
+                                  fix="any flow checkpoint offers it")
+
+A prefix-mode strategy runs async with ``latest_only`` and wraps the policy with
+``policy.with_prefix_mode(mode)``; it needs ``mode`` in ``policy.metadata.prefix_modes``.
+A ``RemotePolicy`` offers the modes of the policy its server serves, so the same
+strategy runs on the virtual clock and against a server. ``local_only`` names why a
+strategy cannot run against a server (the oracle needs the simulator's state).
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ class StrategySpec:
     apply: Callable[[ExecutionConfig], ExecutionConfig]
     wrap_policy: Callable[[Policy], Policy] | None = None
     description: str = ""
+    prefix_mode: str | None = None  # the policy mode it needs (metadata.prefix_modes)
+    local_only: str = ""  # why it cannot run against a server ("" = it can)
+
+
+class IncompatibleStrategyError(ValueError):
+    """The policy cannot run this strategy (the message names the policy's modes and the fix)."""
 
 
 _STRATEGIES: dict[str, StrategySpec] = {}
@@ -48,6 +58,34 @@ _PLUGIN_MODULES: dict[str, str] = {
 
 def register_strategy(spec: StrategySpec) -> None:
     _STRATEGIES[spec.name] = spec
+
+
+def _async_latest_prefix(cfg: ExecutionConfig) -> ExecutionConfig:
+    return replace(cfg, strategy="async", aggregate_fn_name="latest_only", prefix=True)
+
+
+def with_prefix_mode(policy: Policy, mode: str, fix: str = "") -> Policy:
+    """``policy.with_prefix_mode(mode)``, or an error naming the modes it offers and ``fix``."""
+    meta = policy.metadata
+    offered = dict(meta.prefix_modes)
+    if mode not in offered or not hasattr(policy, "with_prefix_mode"):
+        names = ", ".join(sorted(offered)) or "none"
+        hint = f"; {fix}" if fix else ""
+        raise IncompatibleStrategyError(
+            f"strategy {mode!r} needs a policy with prefix mode {mode!r}; this {meta.policy_type} policy "
+            f"offers: {names}{hint}"
+        )
+    return policy.with_prefix_mode(mode)  # type: ignore[attr-defined]
+
+
+def register_prefix_mode_strategy(mode: str, description: str, fix: str = "") -> None:
+    """Strategy ``mode``: async, latest_only, the policy switched to prefix mode ``mode``."""
+
+    def wrap(policy: Policy) -> Policy:
+        return with_prefix_mode(policy, mode, fix)
+
+    register_strategy(StrategySpec(mode, _async_latest_prefix, wrap_policy=wrap, description=description,
+                                   prefix_mode=mode))
 
 
 def available_strategies() -> list[str]:

@@ -58,6 +58,7 @@ class WorkItem:
     obs: dict[str, Any]
     prefix: Prefix | None
     deadline: float  # time.monotonic()
+    mode: str = ""  # prefix mode the client asked for ("" = the policy as served)
     enqueued: float = field(default_factory=time.monotonic)
     alive: Callable[[], bool] | None = None  # False once the client disconnected
     result: BatchResult | None = None
@@ -78,10 +79,14 @@ class DynamicBatcher:
         max_wait_ms: float = 2.0,
         max_queue: int = 256,
         expected_batch: Callable[[], int] | None = None,
+        predict_mode: Callable[[str], Callable[[dict[str, Any], list[Prefix | None] | None], np.ndarray]] | None = None,
     ) -> None:
+        """``predict_mode(mode)`` is the predict function of a prefix mode; a gathered batch
+        runs one forward pass per mode present in it."""
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms >= 0")
         self._predict = predict
+        self._predict_mode = predict_mode
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -225,6 +230,20 @@ class DynamicBatcher:
     def _run_batch(self, items: list[WorkItem]) -> None:
         if not items:
             return
+        modes = {it.mode for it in items}
+        if len(modes) > 1:  # one forward pass per mode, in order of first appearance
+            for mode in dict.fromkeys(it.mode for it in items):
+                self._run_batch([it for it in items if it.mode == mode])
+            return
+        mode = items[0].mode
+        predict = self._predict
+        if mode:
+            if self._predict_mode is None:
+                err = ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"this server has no prefix mode {mode!r}")
+                for it in items:
+                    it.error = err
+                return
+            predict = self._predict_mode(mode)
         t_start = time.monotonic()
         try:
             t0 = time.perf_counter()
@@ -234,7 +253,7 @@ class DynamicBatcher:
                 obs = stack_observations([it.obs for it in items])
             prefixes = [it.prefix for it in items]
             t1 = time.perf_counter()
-            actions = self._predict(obs, prefixes if any(p is not None for p in prefixes) else None)
+            actions = predict(obs, prefixes if any(p is not None for p in prefixes) else None)
             t2 = time.perf_counter()
             actions = np.asarray(actions, dtype=np.float32)
             if actions.ndim != 3 or actions.shape[0] != len(items):

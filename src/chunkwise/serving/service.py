@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 from chunkwise.policies.base import Policy
 from chunkwise.serving.batcher import DynamicBatcher, WorkItem
 from chunkwise.serving.sessions import ServingError, SessionTable
-from chunkwise.types import TASK, check_observation
+from chunkwise.types import TASK, Prefix, check_observation
 from chunkwise.wire import chunkwise_pb2 as pb
 from chunkwise.wire import chunkwise_pb2_grpc as pb_grpc
 from chunkwise.wire.codec import (
@@ -68,8 +68,11 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         self.request_timeout_s = request_timeout_s
         self.max_message_bytes = max_message_bytes
         self.sessions = SessionTable(ttl_s=session_ttl_s, max_sessions=max_sessions)
+        self._modes: dict[str, int] = {k: int(v) for k, v in dict(self.metadata.prefix_modes).items()}
+        self._views: dict[str, Policy] = {}
         self.batcher = DynamicBatcher(
             policy.predict_chunk,
+            predict_mode=self._mode_predict,
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
             max_queue=max_queue,
@@ -84,6 +87,24 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 
     def close(self) -> None:
         self.batcher.close()
+
+    def _mode_predict(self, mode: str):  # noqa: ANN202 - the view's predict_chunk
+        view = self._views.get(mode)
+        if view is None:  # built once per mode, by the (single) model thread
+            view = self._views[mode] = self.policy.with_prefix_mode(mode)  # type: ignore[attr-defined]
+        return view.predict_chunk
+
+    def _prefix_length(self, mode: str) -> int | None:
+        if not mode:
+            return self.metadata.prefix_length
+        if mode not in self._modes:
+            offered = ", ".join(sorted(self._modes)) or "none"
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"prefix_mode {mode!r} is not offered by the served {self.metadata.policy_type} policy "
+                f"(offered: {offered})",
+            )
+        return self._modes[mode]
 
     # ------------------------------------------------------------------ RPCs
 
@@ -163,7 +184,15 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             # Hot path: a request that matches the spec exactly, checked key by key
             # against precomputed dtype/shape/length (and NaN/inf); else the general path.
             obs = self._fast_decoder.decode(request)
-            prefix = decode_prefix(request, self._action_dim) if request.HasField("action_context") else None
+            mode = request.prefix_mode
+            n = self._prefix_length(mode)
+            # The policy gets exactly what a local executor would give it (PolicyMetadata):
+            # nothing unless it reads a prefix, and at most its prefix_length actions.
+            prefix = None
+            if n is not None and request.HasField("action_context"):
+                prefix = decode_prefix(request, self._action_dim)
+                if prefix is not None and n > 0 and len(prefix.actions) > n:
+                    prefix = Prefix(actions=prefix.actions[:n], delay=prefix.delay)
             if obs is None:
                 obs = decode_observation(request, finite=False)  # check_observation checks NaN/inf
                 check_observation(obs, self._spec)
@@ -176,7 +205,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 
         remaining = context.time_remaining()
         timeout = self.request_timeout_s if remaining is None else min(remaining, self.request_timeout_s)
-        item = WorkItem(obs=obs, prefix=prefix, deadline=time.monotonic() + timeout, alive=context.is_active)
+        item = WorkItem(obs=obs, prefix=prefix, deadline=time.monotonic() + timeout, alive=context.is_active, mode=mode)
         preprocess_ms = 1000 * (time.perf_counter() - t0)
         result = self.batcher.process(item)
         t_post = time.perf_counter()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63hunkwise/wire/chunkwise.proto\x12\x0c\x63hunkwise.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"+\n\x0b\x46\x65\x61tureSpec\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\r\n\x05\x64type\x18\x02 \x01(\t\"\x11\n\x0fMetadataRequest\"\x8f\x03\n\x0ePolicyMetadata\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12K\n\x10observation_spec\x18\x02 \x03(\x0b\x32\x31.chunkwise.v1.PolicyMetadata.ObservationSpecEntry\x12\x12\n\naction_dim\x18\x03 \x01(\x05\x12\x12\n\nchunk_size\x18\x04 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x05 \x01(\x01\x12\x13\n\x0bpolicy_type\x18\x06 \x01(\t\x12\x13\n\x0buses_prefix\x18\x07 \x01(\x08\x12\x1d\n\x15\x61\x63tion_context_length\x18\x08 \x01(\x05\x12\x12\n\nextra_json\x18\t \x01(\t\x12\x16\n\x0emax_batch_size\x18\n \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x0b \x01(\x03\x1aQ\n\x14ObservationSpecEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.chunkwise.v1.FeatureSpec:\x02\x38\x01\"\xda\x02\n\x12ObservationRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nepisode_id\x18\x02 \x01(\x03\x12\x10\n\x08timestep\x18\x03 \x01(\x03\x12\x46\n\x0bobservation\x18\x04 \x03(\x0b\x32\x31.chunkwise.v1.ObservationRequest.ObservationEntry\x12\x0c\n\x04task\x18\x05 \x01(\t\x12,\n\x0e\x61\x63tion_context\x18\x06 \x01(\x0b\x32\x14.chunkwise.v1.Tensor\x12\x17\n\x0f\x65stimated_delay\x18\x08 \x01(\x05\x12\x12\n\nrequest_id\x18\t \x01(\x04\x12\x0f\n\x07must_go\x18\n \x01(\x08\x1aH\n\x10ObservationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.chunkwise.v1.Tensor:\x02\x38\x01\"{\n\rServerTimings\x12\x15\n\rqueue_wait_ms\x18\x01 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x02 \x01(\x01\x12\x10\n\x08model_ms\x18\x03 \x01(\x01\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x01\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xda\x01\n\nChunkReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nepisode_id\x18\x02 \x01(\x03\x12\x16\n\x0e\x66irst_timestep\x18\x03 \x01(\x03\x12%\n\x07\x61\x63tions\x18\x04 \x01(\x0b\x32\x14.chunkwise.v1.Tensor\x12,\n\x07timings\x18\x05 \x01(\x0b\x32\x1b.chunkwise.v1.ServerTimings\x12\x12\n\nrequest_id\x18\x06 \x01(\x04\x12#\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x14.chunkwise.v1.Status\"6\n\x0cResetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nepisode_id\x18\x02 \x01(\x03\"4\n\nResetReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nepisode_id\x18\x02 \x01(\x03\x32\xa9\x02\n\rPolicyService\x12J\n\x0bGetMetadata\x12\x1d.chunkwise.v1.MetadataRequest\x1a\x1c.chunkwise.v1.PolicyMetadata\x12H\n\x06Stream\x12 .chunkwise.v1.ObservationRequest\x1a\x18.chunkwise.v1.ChunkReply(\x01\x30\x01\x12\x43\n\x05Infer\x12 .chunkwise.v1.ObservationRequest\x1a\x18.chunkwise.v1.ChunkReply\x12=\n\x05Reset\x12\x1a.chunkwise.v1.ResetRequest\x1a\x18.chunkwise.v1.ResetReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63hunkwise/wire/chunkwise.proto\x12\x0c\x63hunkwise.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"+\n\x0b\x46\x65\x61tureSpec\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\r\n\x05\x64type\x18\x02 \x01(\t\"\x11\n\x0fMetadataRequest\"\x8e\x04\n\x0ePolicyMetadata\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12K\n\x10observation_spec\x18\x02 \x03(\x0b\x32\x31.chunkwise.v1.PolicyMetadata.ObservationSpecEntry\x12\x12\n\naction_dim\x18\x03 \x01(\x05\x12\x12\n\nchunk_size\x18\x04 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x05 \x01(\x01\x12\x13\n\x0bpolicy_type\x18\x06 \x01(\t\x12\x12\n\nextra_json\x18\t \x01(\t\x12\x16\n\x0emax_batch_size\x18\n \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x0b \x01(\x03\x12\x1a\n\rprefix_length\x18\x0c \x01(\x05H\x00\x88\x01\x01\x12\x43\n\x0cprefix_modes\x18\r \x03(\x0b\x32-.chunkwise.v1.PolicyMetadata.PrefixModesEntry\x1aQ\n\x14ObservationSpecEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.chunkwise.v1.FeatureSpec:\x02\x38\x01\x1a\x32\n\x10PrefixModesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x42\x10\n\x0e_prefix_lengthJ\x04\x08\x07\x10\x08J\x04\x08\x08\x10\t\"\xef\x02\n\x12ObservationRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nepisode_id\x18\x02 \x01(\x03\x12\x10\n\x08timestep\x18\x03 \x01(\x03\x12\x46\n\x0bobservation\x18\x04 \x03(\x0b\x32\x31.chunkwise.v1.ObservationRequest.ObservationEntry\x12\x0c\n\x04task\x18\x05 \x01(\t\x12,\n\x0e\x61\x63tion_context\x18\x06 \x01(\x0b\x32\x14.chunkwise.v1.Tensor\x12\x17\n\x0f\x65stimated_delay\x18\x08 \x01(\x05\x12\x12\n\nrequest_id\x18\t \x01(\x04\x12\x0f\n\x07must_go\x18\n \x01(\x08\x12\x13\n\x0bprefix_mode\x18\x0b \x01(\t\x1aH\n\x10ObservationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.chunkwise.v1.Tensor:\x02\x38\x01\"{\n\rServerTimings\x12\x15\n\rqueue_wait_ms\x18\x01 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x02 \x01(\x01\x12\x10\n\x08model_ms\x18\x03 \x01(\x01\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x01\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xda\x01\n\nChunkReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nepisode_id\x18\x02 \x01(\x03\x12\x16\n\x0e\x66irst_timestep\x18\x03 \x01(\x03\x12%\n\x07\x61\x63tions\x18\x04 \x01(\x0b\x32\x14.chunkwise.v1.Tensor\x12,\n\x07timings\x18\x05 \x01(\x0b\x32\x1b.chunkwise.v1.ServerTimings\x12\x12\n\nrequest_id\x18\x06 \x01(\x04\x12#\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x14.chunkwise.v1.Status\"6\n\x0cResetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nepisode_id\x18\x02 \x01(\x03\"4\n\nResetReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nepisode_id\x18\x02 \x01(\x03\x32\xa9\x02\n\rPolicyService\x12J\n\x0bGetMetadata\x12\x1d.chunkwise.v1.MetadataRequest\x1a\x1c.chunkwise.v1.PolicyMetadata\x12H\n\x06Stream\x12 .chunkwise.v1.ObservationRequest\x1a\x18.chunkwise.v1.ChunkReply(\x01\x30\x01\x12\x43\n\x05Infer\x12 .chunkwise.v1.ObservationRequest\x1a\x18.chunkwise.v1.ChunkReply\x12=\n\x05Reset\x12\x1a.chunkwise.v1.ResetRequest\x1a\x18.chunkwise.v1.ResetReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POLICYMETADATA_OBSERVATIONSPECENTRY']._loaded_options = None
   _globals['_POLICYMETADATA_OBSERVATIONSPECENTRY']._serialized_options = b'8\001'
+  _globals['_POLICYMETADATA_PREFIXMODESENTRY']._loaded_options = None
+  _globals['_POLICYMETADATA_PREFIXMODESENTRY']._serialized_options = b'8\001'
   _globals['_OBSERVATIONREQUEST_OBSERVATIONENTRY']._loaded_options = None
   _globals['_OBSERVATIONREQUEST_OBSERVATIONENTRY']._serialized_options = b'8\001'
   _globals['_TENSOR']._serialized_start=48
@@ -42,23 +44,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METADATAREQUEST']._serialized_start=147
   _globals['_METADATAREQUEST']._serialized_end=164
   _globals['_POLICYMETADATA']._serialized_start=167
-  _globals['_POLICYMETADATA']._serialized_end=566
-  _globals['_POLICYMETADATA_OBSERVATIONSPECENTRY']._serialized_start=485
-  _globals['_POLICYMETADATA_OBSERVATIONSPECENTRY']._serialized_end=566
-  _globals['_OBSERVATIONREQUEST']._serialized_start=569
-  _globals['_OBSERVATIONREQUEST']._serialized_end=915
-  _globals['_OBSERVATIONREQUEST_OBSERVATIONENTRY']._serialized_start=843
-  _globals['_OBSERVATIONREQUEST_OBSERVATIONENTRY']._serialized_end=915
-  _globals['_SERVERTIMINGS']._serialized_start=917
-  _globals['_SERVERTIMINGS']._serialized_end=1040
-  _globals['_STATUS']._serialized_start=1042
-  _globals['_STATUS']._serialized_end=1081
-  _globals['_CHUNKREPLY']._serialized_start=1084
-  _globals['_CHUNKREPLY']._serialized_end=1302
-  _globals['_RESETREQUEST']._serialized_start=1304
-  _globals['_RESETREQUEST']._serialized_end=1358
-  _globals['_RESETREPLY']._serialized_start=1360
-  _globals['_RESETREPLY']._serialized_end=1412
-  _globals['_POLICYSERVICE']._serialized_start=1415
-  _globals['_POLICYSERVICE']._serialized_end=1712
+  _globals['_POLICYMETADATA']._serialized_end=693
+  _globals['_POLICYMETADATA_OBSERVATIONSPECENTRY']._serialized_start=530
+  _globals['_POLICYMETADATA_OBSERVATIONSPECENTRY']._serialized_end=611
+  _globals['_POLICYMETADATA_PREFIXMODESENTRY']._serialized_start=613
+  _globals['_POLICYMETADATA_PREFIXMODESENTRY']._serialized_end=663
+  _globals['_OBSERVATIONREQUEST']._serialized_start=696
+  _globals['_OBSERVATIONREQUEST']._serialized_end=1063
+  _globals['_OBSERVATIONREQUEST_OBSERVATIONENTRY']._serialized_start=991
+  _globals['_OBSERVATIONREQUEST_OBSERVATIONENTRY']._serialized_end=1063
+  _globals['_SERVERTIMINGS']._serialized_start=1065
+  _globals['_SERVERTIMINGS']._serialized_end=1188
+  _globals['_STATUS']._serialized_start=1190
+  _globals['_STATUS']._serialized_end=1229
+  _globals['_CHUNKREPLY']._serialized_start=1232
+  _globals['_CHUNKREPLY']._serialized_end=1450
+  _globals['_RESETREQUEST']._serialized_start=1452
+  _globals['_RESETREQUEST']._serialized_end=1506
+  _globals['_RESETREPLY']._serialized_start=1508
+  _globals['_RESETREPLY']._serialized_end=1560
+  _globals['_POLICYSERVICE']._serialized_start=1563
+  _globals['_POLICYSERVICE']._serialized_end=1860
 # @@protoc_insertion_point(module_scope)

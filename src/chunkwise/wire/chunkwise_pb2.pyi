@@ -29,7 +29,7 @@ class MetadataRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PolicyMetadata(_message.Message):
-    __slots__ = ("protocol_version", "observation_spec", "action_dim", "chunk_size", "fps", "policy_type", "uses_prefix", "action_context_length", "extra_json", "max_batch_size", "max_message_bytes")
+    __slots__ = ("protocol_version", "observation_spec", "action_dim", "chunk_size", "fps", "policy_type", "extra_json", "max_batch_size", "max_message_bytes", "prefix_length", "prefix_modes")
     class ObservationSpecEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -37,32 +37,39 @@ class PolicyMetadata(_message.Message):
         key: str
         value: FeatureSpec
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[FeatureSpec, _Mapping]] = ...) -> None: ...
+    class PrefixModesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     OBSERVATION_SPEC_FIELD_NUMBER: _ClassVar[int]
     ACTION_DIM_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     POLICY_TYPE_FIELD_NUMBER: _ClassVar[int]
-    USES_PREFIX_FIELD_NUMBER: _ClassVar[int]
-    ACTION_CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
     EXTRA_JSON_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_MODES_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     observation_spec: _containers.MessageMap[str, FeatureSpec]
     action_dim: int
     chunk_size: int
     fps: float
     policy_type: str
-    uses_prefix: bool
-    action_context_length: int
     extra_json: str
     max_batch_size: int
     max_message_bytes: int
-    def __init__(self, protocol_version: _Optional[int] = ..., observation_spec: _Optional[_Mapping[str, FeatureSpec]] = ..., action_dim: _Optional[int] = ..., chunk_size: _Optional[int] = ..., fps: _Optional[float] = ..., policy_type: _Optional[str] = ..., uses_prefix: _Optional[bool] = ..., action_context_length: _Optional[int] = ..., extra_json: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
+    prefix_length: int
+    prefix_modes: _containers.ScalarMap[str, int]
+    def __init__(self, protocol_version: _Optional[int] = ..., observation_spec: _Optional[_Mapping[str, FeatureSpec]] = ..., action_dim: _Optional[int] = ..., chunk_size: _Optional[int] = ..., fps: _Optional[float] = ..., policy_type: _Optional[str] = ..., extra_json: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., prefix_length: _Optional[int] = ..., prefix_modes: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ObservationRequest(_message.Message):
-    __slots__ = ("session_id", "episode_id", "timestep", "observation", "task", "action_context", "estimated_delay", "request_id", "must_go")
+    __slots__ = ("session_id", "episode_id", "timestep", "observation", "task", "action_context", "estimated_delay", "request_id", "must_go", "prefix_mode")
     class ObservationEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +86,7 @@ class ObservationRequest(_message.Message):
     ESTIMATED_DELAY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MUST_GO_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_MODE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     episode_id: int
     timestep: int
@@ -88,7 +96,8 @@ class ObservationRequest(_message.Message):
     estimated_delay: int
     request_id: int
     must_go: bool
-    def __init__(self, session_id: _Optional[str] = ..., episode_id: _Optional[int] = ..., timestep: _Optional[int] = ..., observation: _Optional[_Mapping[str, Tensor]] = ..., task: _Optional[str] = ..., action_context: _Optional[_Union[Tensor, _Mapping]] = ..., estimated_delay: _Optional[int] = ..., request_id: _Optional[int] = ..., must_go: _Optional[bool] = ...) -> None: ...
+    prefix_mode: str
+    def __init__(self, session_id: _Optional[str] = ..., episode_id: _Optional[int] = ..., timestep: _Optional[int] = ..., observation: _Optional[_Mapping[str, Tensor]] = ..., task: _Optional[str] = ..., action_context: _Optional[_Union[Tensor, _Mapping]] = ..., estimated_delay: _Optional[int] = ..., request_id: _Optional[int] = ..., must_go: _Optional[bool] = ..., prefix_mode: _Optional[str] = ...) -> None: ...
 
 class ServerTimings(_message.Message):
     __slots__ = ("queue_wait_ms", "preprocess_ms", "model_ms", "postprocess_ms", "batch_size")

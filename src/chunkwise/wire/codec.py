@@ -16,7 +16,7 @@ import numpy as np
 from chunkwise.types import TASK, FeatureSpec, PolicyMetadata, Prefix
 from chunkwise.wire import chunkwise_pb2 as pb
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # Allow-list: fixed-size numeric dtypes only (no object, void, string or complex dtypes,
 # which is what keeps decoding free of any code execution or surprises).
@@ -95,6 +95,7 @@ def encode_request(
     estimated_delay: int = 0,
     request_id: int = 0,
     must_go: bool = False,
+    prefix_mode: str = "",
 ) -> pb.ObservationRequest:
     # Field by field: cheaper than the keyword constructor (this runs once per request).
     req = pb.ObservationRequest()
@@ -108,6 +109,8 @@ def encode_request(
         req.request_id = int(request_id)
     if must_go:
         req.must_go = True
+    if prefix_mode:
+        req.prefix_mode = prefix_mode
     tensors = req.observation
     for key, value in obs.items():
         if key != TASK:
@@ -200,12 +203,14 @@ def encode_metadata(md: PolicyMetadata, *, max_batch_size: int = 1, max_message_
         chunk_size=md.chunk_size,
         fps=float(md.fps),
         policy_type=md.policy_type,
-        uses_prefix=md.uses_prefix,
-        action_context_length=md.action_context_length,
         extra_json=json.dumps(dict(md.extra), default=str),
         max_batch_size=max_batch_size,
         max_message_bytes=max_message_bytes,
     )
+    if md.prefix_length is not None:
+        msg.prefix_length = md.prefix_length
+    for mode, n in dict(md.prefix_modes).items():
+        msg.prefix_modes[mode] = int(n)
     for key, feat in md.observation_spec.items():
         msg.observation_spec[key].CopyFrom(pb.FeatureSpec(shape=list(feat.shape), dtype=feat.dtype))
     return msg
@@ -214,7 +219,8 @@ def encode_metadata(md: PolicyMetadata, *, max_batch_size: int = 1, max_message_
 def decode_metadata(msg: pb.PolicyMetadata) -> PolicyMetadata:
     if msg.protocol_version != PROTOCOL_VERSION:
         raise WireError(
-            f"server speaks chunkwise protocol v{msg.protocol_version}, this client v{PROTOCOL_VERSION}"
+            f"server speaks chunkwise protocol v{msg.protocol_version}, this client v{PROTOCOL_VERSION}: "
+            "install the same chunkwise version on both sides"
         )
     extra = json.loads(msg.extra_json) if msg.extra_json else {}
     return PolicyMetadata(
@@ -223,7 +229,7 @@ def decode_metadata(msg: pb.PolicyMetadata) -> PolicyMetadata:
         chunk_size=msg.chunk_size,
         fps=msg.fps,
         policy_type=msg.policy_type,
-        uses_prefix=msg.uses_prefix,
-        action_context_length=msg.action_context_length,
+        prefix_length=msg.prefix_length if msg.HasField("prefix_length") else None,
+        prefix_modes=dict(msg.prefix_modes),
         extra=extra,
     )

@@ -51,7 +51,7 @@ def _obs(n: int = 2) -> dict:
 def test_predict_chunk_every_mode(mode):
     policy = tiny_policy(delta_expert=True, rtc_training=True, prefix_mode=mode)
     assert policy.metadata.uses_prefix == (mode != "none")
-    assert policy.metadata.action_context_length == (5 if mode == "delta_expert" else 0)
+    assert policy.metadata.prefix_length == {"none": None, "delta_expert": 5}.get(mode, 0)
     prefix = [Prefix(np.ones((6, A), np.float32), 2), None]
     out = policy.predict_chunk(_obs(), prefix)
     assert out.shape == (2, 8, A) and out.dtype == np.float32 and np.isfinite(out).all()

@@ -54,7 +54,7 @@ def test_prefix_reaches_the_policy_aligned_to_the_observation_step(name):
     cfg = spec.apply(ExecutionConfig(actions_per_chunk=8, chunk_size_threshold=0.75))
     assert cfg.strategy == "async" and cfg.aggregate_fn_name == "latest_only"
     view = spec.wrap_policy(policy)
-    assert view.metadata.uses_prefix and view.metadata.action_context_length == (5 if name == "delta_expert" else 0)
+    assert view.metadata.prefix_length == (5 if name == "delta_expert" else 0)
     seen = []
     inner = view.predict_chunk
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from chunkwise.policies import rtc
+from chunkwise.policies.base import Policy
 from chunkwise.policies.common.checkpoint import PolicyFilesMixin
 from chunkwise.policies.common.normalize import Normalizer
 from chunkwise.policies.common.trainable import DatasetInfo
@@ -64,10 +65,25 @@ class FlowPolicy(PolicyFilesMixin, nn.Module):
             chunk_size=cfg.chunk_size,
             fps=self.info.fps,
             policy_type="flow",
-            uses_prefix=cfg.uses_prefix,
-            action_context_length=cfg.action_context_length if cfg.prefix_mode == "delta_expert" else 0,
+            prefix_length=self.prefix_modes().get(cfg.prefix_mode) if cfg.uses_prefix else None,
+            prefix_modes=self.prefix_modes(),
             extra={"n_action_steps": cfg.n_action_steps, "task": self.info.task, "prefix_mode": cfg.prefix_mode},
         )
+
+    def prefix_modes(self) -> dict[str, int]:
+        """Modes this checkpoint can run -> the prefix_length each wants (PolicyMetadata)."""
+        modes = {"rtc_guided": 0}
+        if self.config.rtc_training:
+            modes["rtc_trained"] = 0
+        if self.model.delta is not None:
+            modes["delta_expert"] = self.config.action_context_length
+        return modes
+
+    def with_prefix_mode(self, mode: PrefixMode) -> Policy:
+        """This policy seen through one prefix mode (shares the weights; see strategies.py)."""
+        from chunkwise.policies.flow.strategies import PrefixModeView
+
+        return PrefixModeView(self, mode)
 
     def set_prefix_mode(self, mode: PrefixMode, **rtc_overrides: Any) -> None:
         """Switch the inference strategy of a loaded policy (validated like the config)."""
@@ -107,7 +123,7 @@ class FlowPolicy(PolicyFilesMixin, nn.Module):
     def encode(self, batch: Mapping[str, Any], numpy: bool = False) -> ObsEncoding:
         if OBS_STATE not in batch:
             raise KeyError(f"batch lacks {OBS_STATE!r}, which the flow policy reads (has {sorted(batch)})")
-        raw = torch.as_tensor(np.asarray(batch[OBS_STATE], dtype=np.float32)) if numpy else batch[OBS_STATE]
+        raw = torch.tensor(np.asarray(batch[OBS_STATE], dtype=np.float32)) if numpy else batch[OBS_STATE]
         if raw.ndim != 2 or raw.shape[-1] != self.info.state_dim:
             raise ValueError(f"{OBS_STATE} must be (B, {self.info.state_dim}), got {tuple(raw.shape)}")
         state = self.normalizer.normalize(OBS_STATE, raw.float())

@@ -53,7 +53,7 @@ class OraclePolicy:
             chunk_size=self.chunk_size,
             fps=float(env.fps),
             policy_type="scripted",
-            uses_prefix=self.prefix_aware,
+            prefix_length=0 if self.prefix_aware else None,
             extra={"task": getattr(env, "task", ""), "prefix_aware": self.prefix_aware},
         )
 
