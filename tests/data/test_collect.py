@@ -173,3 +173,34 @@ def test_keep_failed_and_images(tmp_path: Path):
     # The recorded first frame is the image the env renders after reset with that seed.
     with env.make() as e:
         np.testing.assert_array_equal(e.reset(seed=0)["observation.images.corner2"], frames[0])
+
+
+def test_collect_video_flag(tmp_path: Path, capsys):
+    """--dataset.video=true stores the camera as AV1 video; it reads back close to the PNG copy."""
+    env = MetaWorldEnvConfig(task="reach-v3", max_episode_steps=12, cameras=["corner2"], image_size=32)
+    try:
+        png = collect(_cfg(tmp_path / "png", env=env, n_episodes=1, keep_failed=True))
+    except Exception as exc:  # noqa: BLE001
+        if "EGL" in repr(exc) or "GL" in type(exc).__name__:
+            pytest.skip(f"offscreen rendering (MUJOCO_GL=egl) unavailable: {exc!r}")
+        raise
+    flags = ["--env.task=reach-v3", "--env.max_episode_steps=12", "--env.cameras=[corner2]", "--env.image_size=32",
+             "--n_episodes=1", "--keep_failed=true", "--progress=false", f"--output_dir={tmp_path / 'vid'}"]
+    assert main(flags + ["--dataset.video=true"]) == 0
+    info = json.loads((tmp_path / "vid/meta/info.json").read_text())
+    cam = info["features"]["observation.images.corner2"]
+    assert cam["dtype"] == "video" and cam["info"]["video.codec"] == "av1" and cam["info"]["video.g"] == 2
+    assert (tmp_path / "vid/videos/observation.images.corner2/chunk-000/file-000.mp4").is_file()
+    a, b = ChunkDataset(png.output_dir, chunk_size=2), ChunkDataset(tmp_path / "vid", chunk_size=2)
+    fa = a.get_batch(range(len(a)))["observation.images.corner2"].astype(int)
+    fb = b.get_batch(range(len(b)))["observation.images.corner2"].astype(int)
+    assert fa.shape == fb.shape == (12, 32, 32, 3)
+    assert np.abs(fa - fb).mean() < 6, np.abs(fa - fb).mean()
+    np.testing.assert_array_equal(a.actions, b.actions)
+    capsys.readouterr()
+    assert main(flags[:-1] + [f"--output_dir={tmp_path / 'x'}", "--dataset.video=true", "--dataset.vcodec=vp9"]) == 2
+    assert "unsupported video codec 'vp9'" in capsys.readouterr().err
+    odd = [f.replace("--env.image_size=32", "--env.image_size=33") for f in flags[:-1]]
+    assert main(odd + [f"--output_dir={tmp_path / 'y'}", "--dataset.video=true"]) == 1
+    assert "needs cameras with an even height and width" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()

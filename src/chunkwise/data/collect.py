@@ -2,7 +2,11 @@
 
     chunkwise collect --env.type=metaworld --env.task=push-v3 --n_episodes=50 \\
         --output_dir=data/push-v3 [--seed=0 --keep_failed=false --overwrite=false \\
-        --env.cameras='[corner2]' --max_attempts=...] [--branches.delays='[1,2,3,4,5,6,7,8]']
+        --env.cameras='[corner2]' --max_attempts=...] [--branches.delays='[1,2,3,4,5,6,7,8]'] \\
+        [--dataset.video=true --dataset.vcodec=libsvtav1|h264 --dataset.crf=30 --dataset.g=2]
+
+Cameras are PNG frames in the parquet by default; ``--dataset.video=true`` stores them as
+MP4 video the way LeRobot does by default (AV1 with LeRobot's encoder settings).
 
 Attempt k resets the env with seed ``seed + k``. Unless ``keep_failed``, only successful
 episodes are kept and attempts continue until ``n_episodes`` succeed (at most
@@ -44,6 +48,26 @@ from chunkwise.types import ACTION, OBS_STATE
 
 
 @dataclass
+class DatasetOptions:
+    """How the dataset stores cameras (``--dataset.*``)."""
+
+    video: bool = False  # cameras as MP4 video (LeRobot's default format) instead of PNG in the parquet
+    vcodec: str = "libsvtav1"  # libsvtav1 (AV1, as LeRobot) or h264
+    crf: int = 30  # quality: lower is better and larger
+    g: int = 2  # keyframe every g frames (random access decodes at most g frames)
+
+    def __post_init__(self) -> None:
+        if self.g <= 0 or self.crf < 0:
+            raise ValueError(f"--dataset.g must be positive and --dataset.crf >= 0, got {self.g}, {self.crf}")
+        self.encoder_options()  # an unknown --dataset.vcodec fails here, before any rollout
+
+    def encoder_options(self) -> Any:
+        from chunkwise.data.video import VideoEncoderOptions
+
+        return VideoEncoderOptions(vcodec=self.vcodec, crf=self.crf, g=self.g)
+
+
+@dataclass
 class CollectConfig:
     env: EnvConfig = field(default_factory=MetaWorldEnvConfig)
     n_episodes: int = 50  # episodes to keep
@@ -55,6 +79,7 @@ class CollectConfig:
     robot_type: str = "sawyer"  # written to meta/info.json
     progress: bool = True  # tqdm progress bar on stderr
     branches: BranchConfig = field(default_factory=BranchConfig)  # prefix branches (off by default)
+    dataset: DatasetOptions = field(default_factory=DatasetOptions)  # --dataset.video=true: cameras as video
 
     def __post_init__(self) -> None:
         if self.n_episodes <= 0:
@@ -81,11 +106,11 @@ class CollectSummary:
         return self.successes / self.attempts if self.attempts else 0.0
 
 
-def _features(env: Any, branches: bool = False) -> dict[str, dict[str, Any]]:
+def _features(env: Any, branches: bool = False, video: bool = False) -> dict[str, dict[str, Any]]:
     feats: dict[str, dict[str, Any]] = {}
     for key, spec in env.observation_spec.items():
         if spec.dtype == "uint8" and len(spec.shape) == 3:
-            feats[key] = fmt.image_feature(spec.shape[0], spec.shape[1])
+            feats[key] = fmt.image_feature(spec.shape[0], spec.shape[1], video=video)
         else:
             feats[key] = fmt.vector_feature(spec.dtype, int(np.prod(spec.shape)))
     feats[ACTION] = fmt.vector_feature("float32", env.action_dim)
@@ -139,12 +164,21 @@ def collect(cfg: CollectConfig) -> CollectSummary:
 
     from tqdm import tqdm
 
+    writer = None
     try:
         with make_env(cfg.env) as env:
             if not hasattr(env, "expert_action"):
                 raise ValueError(f"env type {cfg.env.type!r} has no scripted expert (expert_action)")
             branching = cfg.branches.enabled
-            writer = LeRobotV3Writer(tmp, fps=env.fps, features=_features(env, branching), robot_type=cfg.robot_type)
+            video = cfg.dataset.video
+            features = _features(env, branching, video)
+            odd = [k for k, f in features.items() if f["dtype"] == "video" and (f["shape"][0] % 2 or f["shape"][1] % 2)]
+            if odd:
+                raise ValueError(f"--dataset.video=true needs cameras with an even height and width (yuv420p), "
+                                 f"{odd[0]} is {features[odd[0]]['shape'][:2]}: use an even --env.image_size")
+            writer = LeRobotV3Writer(tmp, fps=env.fps, features=features,
+                                     robot_type=cfg.robot_type,
+                                     video_options=cfg.dataset.encoder_options() if video else None)
             attempts = successes = frames = n_branches = 0
             seeds, flags = [], []
             bar = tqdm(total=cfg.n_episodes, desc=f"collect {env.task}", unit="ep", disable=not cfg.progress,
@@ -186,9 +220,12 @@ def collect(cfg: CollectConfig) -> CollectSummary:
                 "episode_seeds": seeds,
                 "episode_success": flags,
                 "branches": {**asdict(cfg.branches), "episodes": n_branches} if branching else None,
+                "dataset": asdict(cfg.dataset),
             })
         _move_into_place(tmp, out, cfg.overwrite)
     except BaseException:
+        if writer is not None:
+            writer.abort()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return CollectSummary(out, len(seeds), frames, attempts, successes, n_branches)

@@ -11,7 +11,10 @@ the next H actions and the N actions before it::
     past_actions_is_pad[k] = i - N + k < s      (k = 0..N-1)
 
 Everything non-visual is held as numpy arrays; PNG images stay encoded and are decoded
-on access (a 128x128 frame decodes in ~0.2 ms). Window gathering is vectorized:
+on access (a 128x128 frame decodes in ~0.2 ms). Cameras stored as video (LeRobot's default)
+are decoded on access by timestamp through a small cache of open decoders
+(``chunkwise.data.video``): frame i of episode e is the video frame at
+``from_timestamp[e] + timestamp[i]`` of its file. Window gathering is vectorized:
 ``get_batch(indices)`` builds a whole batch with a few fancy-indexing operations.
 """
 
@@ -27,10 +30,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from chunkwise.data import format as fmt
-from chunkwise.data.stats import image_stats, stats_from_json, vector_stats
+from chunkwise.data.stats import aggregate_stats, image_stats, stats_from_json, vector_stats
 from chunkwise.types import ACTION, OBS_IMAGE_PREFIX, OBS_STATE, PREFIX_LENGTH
 
 REQUIRED_KEYS = (OBS_STATE, ACTION)
+# Per-frame columns returned with each sample when the dataset has them: (dtype, default).
+OPTIONAL_COLUMNS: dict[str, type] = {"timestamp": np.float32, "index": np.int64, "task_index": np.int64,
+                                     "next.success": np.bool_, "next.done": np.bool_}
+NO_IMAGES_HINT = ("train without images (`chunkwise train ... --policy.use_images=false`; in Python "
+                  "ChunkDataset(..., image_keys=False))")
 
 
 def decode_png(blob: bytes) -> np.ndarray:
@@ -56,7 +64,7 @@ class ChunkDataset:
     """``ChunkDataset(root, chunk_size=H, context_length=N)``; ``ds[i]`` is one window."""
 
     def __init__(self, root: str | Path, chunk_size: int, context_length: int = 0,
-                 image_keys: bool = True) -> None:
+                 image_keys: bool = True, video_tolerance_s: float = 1e-4, max_open_videos: int = 8) -> None:
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         if context_length < 0:
@@ -90,6 +98,10 @@ class ChunkDataset:
                            else np.zeros(n, dtype=np.int64))
         self.reward = (table["next.reward"].to_numpy().astype(np.float32) if "next.reward" in table.column_names
                        else np.zeros(n, dtype=np.float32))
+        # Returned per sample only when the dataset has the column.
+        self.columns: dict[str, np.ndarray] = {
+            key: table[key].to_numpy(zero_copy_only=False).astype(dtype)
+            for key, dtype in OPTIONAL_COLUMNS.items() if key in table.column_names}
         # forced (stale-plan) actions ahead of each frame; only datasets with prefix branches
         self.prefix_length = (table[PREFIX_LENGTH].to_numpy().astype(np.int64)
                               if PREFIX_LENGTH in table.column_names else None)
@@ -110,18 +122,26 @@ class ChunkDataset:
         self.tasks = self._read_tasks()
         self.camera_keys: list[str] = []
         self._images: dict[str, pa.Array] = {}
+        # video cameras: per frame, the index of its file in _video_paths[key] and its time there
+        self._video_paths: dict[str, list[str]] = {}
+        self._video_file: dict[str, np.ndarray] = {}
+        self._video_time: dict[str, np.ndarray] = {}
+        self._decoders = None
         visual = [k for k, v in self.features.items() if fmt.is_visual(v)]
+        episodes = self._read_episodes()
         if image_keys:
+            video_keys = [k for k in visual if self.features[k]["dtype"] == "video"]
+            if video_keys:
+                self._setup_videos(video_keys, table, episodes, video_tolerance_s, max_open_videos)
             for key in visual:
-                if self.features[key]["dtype"] == "video":
-                    raise ValueError(
-                        f"{self.root}: {key!r} is stored as video, which chunkwise does not decode; "
-                        "pass image_keys=False to load the dataset without images")
+                if key in video_keys:
+                    self.camera_keys.append(key)
+                    continue
                 if key not in table.column_names:
                     raise ValueError(f"dataset {self.root} is missing image column {key!r} listed in info.json")
                 self._images[key] = table[key].combine_chunks().field("bytes")
                 self.camera_keys.append(key)
-        self.episode_seeds = self._read_episode_seeds()
+        self.episode_seeds = self._episode_seeds(episodes)
         self.stats = self._load_stats()
 
     # ------------------------------------------------------------------ loading
@@ -143,16 +163,78 @@ class ChunkDataset:
         t = pq.read_table(path)
         return {int(i): str(s) for i, s in zip(t["task_index"].to_pylist(), t["task"].to_pylist())}
 
-    def _read_episode_seeds(self) -> list[int | None] | None:
+    def _read_episodes(self) -> pa.Table | None:
+        """meta/episodes (without the per-episode stats columns), sorted by episode_index."""
         files = sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
         if not files:
             return None
-        t = pa.concat_tables([pq.read_table(f, columns=None) for f in files])
-        if "seed" not in t.column_names:
+        tables = []
+        for f in files:
+            names = pq.read_schema(f).names
+            tables.append(pq.read_table(f, columns=[c for c in names if not c.startswith("stats/")]))
+        t = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        return t.take(pc.sort_indices(t["episode_index"]))
+
+    @staticmethod
+    def _episode_seeds(episodes: pa.Table | None) -> list[int | None] | None:
+        if episodes is None or "seed" not in episodes.column_names:
             return None
-        order = np.argsort(t["episode_index"].to_numpy())
-        seeds = t["seed"].to_pylist()
-        return [seeds[i] for i in order]
+        return episodes["seed"].to_pylist()
+
+    def _setup_videos(self, keys: list[str], table: pa.Table, episodes: pa.Table | None,
+                      tolerance_s: float, max_open: int) -> None:
+        """Per frame and camera: which video file holds it, and at what time."""
+        from chunkwise.data.video import DecoderCache, require_av
+
+        try:
+            require_av()
+        except ImportError as exc:
+            raise ImportError(f"{self.root}: {keys[0]!r} is stored as video. {exc}; or {NO_IMAGES_HINT}") from exc
+        template = self.info.get("video_path")
+        if not template:
+            raise ValueError(f"{self.root}: {keys[0]!r} has dtype 'video' but meta/info.json has no video_path")
+        if episodes is None:
+            raise ValueError(f"{self.root}: video cameras need meta/episodes/*.parquet (it says where each "
+                             "episode's frames are in the video files)")
+        ep_rows = {int(e): r for r, e in enumerate(episodes["episode_index"].to_pylist())}
+        missing = sorted(set(np.unique(self.episode_index).tolist()) - set(ep_rows))
+        if missing:
+            raise ValueError(f"{self.root}: episodes {missing[:5]} have frames but no row in meta/episodes")
+        row = np.array([ep_rows[int(e)] for e in self.episode_index[np.array([s for s, _ in self.episode_bounds])]])
+        row = np.repeat(row, [e - s for s, e in self.episode_bounds])
+        if "timestamp" in table.column_names:
+            # float32 on disk (~1e-9 s off the frame grid; the decoder's tolerance is 1e-4 s)
+            t_frame = table["timestamp"].to_numpy().astype(np.float64)
+        else:
+            t_frame = self.frame_index / self.fps
+        for key in keys:
+            cols = [f"videos/{key}/{c}" for c in ("chunk_index", "file_index", "from_timestamp")]
+            absent = [c for c in cols if c not in episodes.column_names]
+            if absent:
+                raise ValueError(f"{self.root}: meta/episodes lacks {absent} for video camera {key!r}")
+            chunk = episodes[cols[0]].to_numpy()
+            file = episodes[cols[1]].to_numpy()
+            start = episodes[cols[2]].to_numpy().astype(np.float64)
+            pairs = sorted(set(zip(chunk.tolist(), file.tolist())))
+            paths = [str(self.root / template.format(video_key=key, chunk_index=c, file_index=f)) for c, f in pairs]
+            for p in paths:
+                if not Path(p).is_file():
+                    raise ValueError(f"{self.root}: video file {p} for {key!r} is missing")
+            lookup = {pair: i for i, pair in enumerate(pairs)}
+            ep_file = np.array([lookup[(c, f)] for c, f in zip(chunk.tolist(), file.tolist())], dtype=np.int64)
+            self._video_paths[key] = paths
+            self._video_file[key] = ep_file[row]
+            self._video_time[key] = start[row] + t_frame
+        self._decoders = DecoderCache(max_open=max_open, tolerance_s=tolerance_s)
+        for key in keys:  # fail now, not mid-training, on a file that does not decode or fit
+            try:
+                got = self._decode_video(key, np.array([0]))
+            except Exception as exc:  # noqa: BLE001 - re-raised with the hint
+                raise ValueError(f"{self.root}: cannot decode {key!r} ({exc}); fix the file or {NO_IMAGES_HINT}") \
+                    from exc
+            if got.shape[1:] != tuple(self.features[key]["shape"]):
+                raise ValueError(f"{self.root}: {key!r} decodes to {got.shape[1:]} frames, info.json says "
+                                 f"{self.features[key]['shape']}")
 
     def _load_stats(self) -> dict[str, dict[str, np.ndarray]]:
         path = self.root / fmt.STATS_PATH
@@ -162,18 +244,20 @@ class ChunkDataset:
 
             with open(path) as f:
                 stats = stats_from_json(json.load(f))
-        # Compute what is missing (a dataset without stats.json, or partial stats).
+        # Compute what is missing (a dataset without stats.json, or partial stats): per
+        # episode and aggregated the way LeRobot writes them (chunkwise.data.stats).
         arrays = {OBS_STATE: self.state, ACTION: self.actions, "next.reward": self.reward}
         for key, arr in arrays.items():
             if key in self.features and not {"mean", "std", "min", "max"} <= set(stats.get(key, {})):
-                stats[key] = {k: np.asarray(v, dtype=np.float32) for k, v in vector_stats(arr).items()
-                              if k != "count"}
+                agg = aggregate_stats([vector_stats(arr[s:e]) for s, e in self.episode_bounds])
+                stats[key] = {k: np.asarray(v, dtype=np.float32) for k, v in agg.items() if k != "count"}
         for key in self.camera_keys:
             if not {"mean", "std", "min", "max"} <= set(stats.get(key, {})):
+                # an estimate from 64 frames spread over the dataset (not every episode's sample)
                 sample = np.linspace(0, len(self) - 1, num=min(len(self), 64)).astype(int)
-                frames = np.stack([self._decode(key, int(i)) for i in sample])
-                stats[key] = {k: np.asarray(v, dtype=np.float32) for k, v in image_stats(frames).items()
-                              if k != "count"}
+                frames = self._decode_many(key, sample)
+                stats[key] = {k: np.asarray(v, dtype=np.float32)
+                              for k, v in image_stats(frames, sample=False).items() if k != "count"}
         return stats
 
     # ------------------------------------------------------------------ properties
@@ -196,11 +280,36 @@ class ChunkDataset:
     def __len__(self) -> int:
         return int(self.state.shape[0])
 
+    @property
+    def video_keys(self) -> list[str]:
+        """Cameras read from video files."""
+        return list(self._video_paths)
+
     def _decode(self, key: str, i: int) -> np.ndarray:
+        if key in self._video_paths:
+            return self._decode_video(key, np.array([i]))[0]
         blob = self._images[key][i].as_py()
         if blob is None:
             raise ValueError(f"{self.root}: frame {i} of {key!r} has no embedded image bytes")
         return decode_png(blob)
+
+    def _decode_video(self, key: str, idx: np.ndarray) -> np.ndarray:
+        assert self._decoders is not None
+        paths = self._video_paths[key]
+        return self._decoders.frames([paths[f] for f in self._video_file[key][idx]], self._video_time[key][idx],
+                                     self.features[key]["shape"])
+
+    def _decode_many(self, key: str, idx: np.ndarray) -> np.ndarray:
+        if not len(idx):
+            return np.zeros((0, *self.features[key]["shape"]), dtype=np.uint8)
+        if key in self._video_paths:
+            return self._decode_video(key, idx)
+        return np.stack([self._decode(key, int(i)) for i in idx])
+
+    def close(self) -> None:
+        """Close open video files (reopened on the next access)."""
+        if self._decoders is not None:
+            self._decoders.close()
 
     # ------------------------------------------------------------------ windows
     def _windows(self, idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -229,13 +338,14 @@ class ChunkDataset:
         idx = self._check_indices(indices)
         batch: dict[str, Any] = {OBS_STATE: self.state[idx]}
         for key in self.camera_keys:
-            batch[key] = np.stack([self._decode(key, int(i)) for i in idx]) if len(idx) else np.zeros(
-                (0, *self.features[key]["shape"]), dtype=np.uint8)
+            batch[key] = self._decode_many(key, idx)
         batch.update(self._windows(idx))
         batch["task"] = [self.tasks.get(int(t), "") for t in self.task_index[idx]]
         batch["episode_index"] = self.episode_index[idx]
         batch["frame_index"] = self.frame_index[idx]
         batch["next.reward"] = self.reward[idx]
+        for key, values in self.columns.items():
+            batch[key] = values[idx]
         if self.prefix_length is not None:
             batch[PREFIX_LENGTH] = self.prefix_length[idx]
         return batch
@@ -248,6 +358,12 @@ class ChunkDataset:
         out["episode_index"] = int(out["episode_index"])
         out["frame_index"] = int(out["frame_index"])
         out["next.reward"] = np.float32(out["next.reward"])
+        for key in ("index", "task_index"):
+            if key in out:
+                out[key] = int(out[key])
+        for key in ("next.success", "next.done"):
+            if key in out:
+                out[key] = bool(out[key])
         if PREFIX_LENGTH in out:
             out[PREFIX_LENGTH] = int(out[PREFIX_LENGTH])
         return out
@@ -255,7 +371,7 @@ class ChunkDataset:
     def __repr__(self) -> str:
         return (f"ChunkDataset({str(self.root)!r}, frames={len(self)}, episodes={self.num_episodes}, "
                 f"chunk_size={self.chunk_size}, context_length={self.context_length}, "
-                f"cameras={self.camera_keys})")
+                f"cameras={self.camera_keys}, video={self.video_keys})")
 
 
 def image_feature_keys(features: dict[str, dict[str, Any]]) -> list[str]:
