@@ -14,6 +14,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "scheduler overhead per control step vs a MetaWorld env step (target < 2%)",
     ),
     "serve": ("chunkwise.serving.bench_serve", "PolicyServer latency/throughput vs gRPC echo, pickle and openpi patterns"),
+    "clocks": (
+        "chunkwise.eval.clocks",
+        "virtual clock vs wall clock: a served policy at several latencies, then the same with the measured delays",
+    ),
     "rtc": (
         "chunkwise.policies.flow.bench_rtc",
         "flow policy time per chunk: plain vs RTC guidance (VJP per step) vs rtc_trained vs delta expert",

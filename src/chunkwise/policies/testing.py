@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -160,9 +160,40 @@ class ExpertPolicy(EchoPolicy):
         self._metadata = PolicyMetadata(**{**self._metadata.__dict__, "policy_type": "expert"})
 
     def predict_chunk(self, obs_batch: ObservationBatch, prefix: Sequence[Prefix | None] | None = None) -> np.ndarray:
+        t_end = time.perf_counter() + self.cfg.model_ms / 1000.0
         state = np.asarray(obs_batch[OBS_STATE], dtype=np.float64)
         acts = np.stack([np.clip(self._expert.get_action(s), -1.0, 1.0) for s in state]).astype(np.float32)
+        _sleep_until(t_end)
         return np.repeat(acts[:, None, :], self.cfg.chunk_size, axis=1)
+
+
+class LatencyFloor:
+    """``policy`` whose ``predict_chunk`` takes at least ``model_ms`` of wall time.
+
+    ``chunkwise serve --policy.path=... --policy.model_ms=50`` uses it to stand in for a
+    slower accelerator (e.g. to measure how a strategy fares at a given latency); the
+    outputs are the policy's own."""
+
+    def __init__(self, policy: Any, model_ms: float) -> None:
+        if model_ms < 0:
+            raise ValueError(f"model_ms must be >= 0, got {model_ms}")
+        self.policy, self.model_ms = policy, float(model_ms)
+
+    @property
+    def metadata(self) -> PolicyMetadata:
+        return self.policy.metadata
+
+    def predict_chunk(self, obs_batch: ObservationBatch, prefix: Sequence[Prefix | None] | None = None) -> np.ndarray:
+        t_end = time.perf_counter() + self.model_ms / 1000.0
+        out = self.policy.predict_chunk(obs_batch, prefix)
+        _sleep_until(t_end)
+        return out
+
+    def with_prefix_mode(self, mode: str) -> "LatencyFloor":
+        return LatencyFloor(self.policy.with_prefix_mode(mode), self.model_ms)
+
+    def reset(self) -> None:
+        self.policy.reset()
 
 
 def make_test_policy(cfg: TestPolicyConfig) -> EchoPolicy:

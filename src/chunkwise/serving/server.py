@@ -58,8 +58,10 @@ class ServePolicyConfig(TestPolicyConfig):
     def build(self) -> Policy:
         if self.path:
             from chunkwise.policies import load
+            from chunkwise.policies.testing import LatencyFloor
 
-            return load(self.path)
+            policy = load(self.path)
+            return LatencyFloor(policy, self.model_ms) if self.model_ms > 0 else policy
         return make_test_policy(TestPolicyConfig(**{k: v for k, v in vars(self).items() if k != "path"}))
 
 
