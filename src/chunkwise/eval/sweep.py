@@ -120,7 +120,9 @@ def check_cells(cfg: SweepConfig) -> None:
         path = cfg.policy.path or ""
         policy = load(path)
         if cfg.actions_per_chunk > policy.metadata.chunk_size:
-            raise ValueError(f"actions_per_chunk={cfg.actions_per_chunk} > chunk_size={policy.metadata.chunk_size} of {path}")
+            raise ValueError(
+                f"actions_per_chunk={cfg.actions_per_chunk} > chunk_size={policy.metadata.chunk_size} of {path}"
+            )
         for task in cfg.task_list:
             env = replace(cfg.env, task=task).make()
             try:
