@@ -19,16 +19,8 @@ observation is only sent after the previous chunk came back; a new request can g
 the very step the previous chunk arrives), so requests never overlap and there are at
 most ceil(steps / max(d, 1)) inferences per episode.
 
-Timeline, async, H = actions_per_chunk = 6, g = 0.5, d = 2 (asserted in
-tests/runtime/test_virtual_clock.py)::
-
-    t          0   1   2   3   4   5   6   7   8
-    queue_len  0   0   4   3   2   4   3   2   4     (after arrivals, before the pop)
-    request    o0          o3          o6            (len/6 <= 0.5, nothing in flight)
-    arrival            c0          c1          c2    (c1 labels 3..8: 3,4 stale, 5 merged)
-    executed   -   -   c0  c0  c0  c1  c1  c1  c2    (chunk whose plan ran at t)
-    stall      x   x
-    seam                           ^           ^     (first action of a newer chunk)
+The step-by-step timeline (H = 6, g = 0.5, d = 2) is in scheduling/controller.py; with
+an env it is asserted again in tests/runtime/test_virtual_clock.py.
 
 ``sync`` relabels nothing as stale: the robot is blocked (idle) while the chunk is
 computed, so the chunk's first action runs at the arrival step t + d.
