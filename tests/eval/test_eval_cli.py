@@ -113,3 +113,30 @@ def test_process_pool_results_match_inline_and_keep_order():
     pooled = list(iter_jobs(jobs, 2))
     assert [m.to_dict() for m in inline] == [m.to_dict() for m in pooled]
     assert [m.seed for m in pooled] == [5, 6, 7]
+
+
+def test_actions_per_chunk_defaults_to_the_checkpoints_chunk_size(tmp_path, monkeypatch, capsys):
+    """The documented `chunkwise eval --policy.path=<chunk-20 checkpoint>` needs no
+    --actions_per_chunk; one that is too large is a one-line error naming the fix."""
+    import numpy as np
+
+    from chunkwise import policies
+    from chunkwise.types import FeatureSpec, PolicyMetadata
+
+    class Hold:
+        metadata = PolicyMetadata({"observation.state": FeatureSpec((39,), "float32")}, 4, 20, 80.0, "fake")
+
+        def predict_chunk(self, obs, prefix=None):
+            return np.zeros((len(obs["observation.state"]), 20, 4), np.float32)
+
+        def reset(self):
+            pass
+
+    monkeypatch.setattr(policies, "load", lambda path: Hold())
+    rc = eval_run.main([f"--policy.path={tmp_path}", "--env.task=reach-v3", "--env.max_episode_steps=30",
+                        "--n_episodes=1", f"--output_dir={tmp_path / 'out'}"])
+    assert rc == 0
+    assert json.loads((tmp_path / "out" / "eval.json").read_text())["execution"]["actions_per_chunk"] == 20
+    assert eval_run.main([f"--policy.path={tmp_path}", "--n_episodes=1", "--actions_per_chunk=50"]) == 2
+    err = capsys.readouterr().err
+    assert "--actions_per_chunk=50 > the policy's chunk size 20" in err and "Traceback" not in err

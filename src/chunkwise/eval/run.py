@@ -47,7 +47,7 @@ class EvalConfig:
     # "sync", "async" (with aggregate_fn_name), or any registered strategy name
     strategy: str = "async"
     aggregate_fn_name: str = "weighted_average"
-    actions_per_chunk: int = 50
+    actions_per_chunk: int | None = None  # None = the policy's chunk size (H)
     chunk_size_threshold: float = 0.5
     n_action_steps: int | None = None  # sync: actions executed per chunk (default actions_per_chunk)
     temporal_ensemble_m: float = 0.01
@@ -69,17 +69,32 @@ class EvalConfig:
             self.remote_config()  # validates address, time_scale, timeouts, tls_root
             if self.policy.type == "checkpoint":
                 raise ValueError("--server: the server chose the policy; drop --policy.path (give it to chunkwise serve)")
-        chunk = self.policy.chunk_size if self.policy.type == "scripted" else None
+        chunk = self.policy.chunk_size if self.policy.type == "scripted" and not self.server else None
+        if self.actions_per_chunk is None and chunk is not None:
+            self.actions_per_chunk = chunk
         if self.inference_delay < 0:
             raise ValueError(f"inference_delay must be >= 0 control steps, got {self.inference_delay}")
         if self.inference_delay_ms is not None and (not math.isfinite(self.inference_delay_ms) or self.inference_delay_ms < 0):
             raise ValueError(f"inference_delay_ms must be >= 0, got {self.inference_delay_ms}")
         check_common(
-            chunk_size_threshold=self.chunk_size_threshold, actions_per_chunk=self.actions_per_chunk,
+            chunk_size_threshold=self.chunk_size_threshold, actions_per_chunk=self.actions_per_chunk or 1,
             n_episodes=self.n_episodes, n_workers=self.n_workers, chunk_size=chunk,
             aggregate_fn_name=self.aggregate_fn_name,
         )
-        self.base_execution()  # validates n_action_steps, m
+        if self.actions_per_chunk is not None:  # else known once the policy is (checkpoint, server)
+            self.base_execution()  # validates n_action_steps, m
+
+    def with_chunk_size(self, chunk_size: int) -> "EvalConfig":
+        """``actions_per_chunk`` defaults to the policy's chunk size; checked against it."""
+        if self.actions_per_chunk is None:
+            return replace(self, actions_per_chunk=int(chunk_size))
+        if self.actions_per_chunk > chunk_size:
+            where = self.server or self.policy.path
+            raise ValueError(
+                f"--actions_per_chunk={self.actions_per_chunk} > the policy's chunk size {chunk_size} ({where}); "
+                f"use --actions_per_chunk<={chunk_size} or leave it out (default: the chunk size)"
+            )
+        return self
 
     def remote_config(self):  # noqa: ANN201 - chunkwise.clients.realtime.RemoteConfig
         from chunkwise.clients.realtime import RemoteConfig
@@ -107,29 +122,28 @@ class EvalConfig:
         )
 
 
-def check_checkpoint(cfg: EvalConfig) -> None:
-    """Load the checkpoint once and check it against the env before any episode runs."""
+def check_checkpoint(cfg: EvalConfig) -> EvalConfig:
+    """Load the checkpoint once and check it against the env before any episode runs;
+    returns the config with ``actions_per_chunk`` resolved."""
     if cfg.policy.type != "checkpoint":
-        return
+        return cfg
     from chunkwise.eval.rollouts import check_policy_matches_env
     from chunkwise.policies import load
 
     policy = load(cfg.policy.path)  # type: ignore[arg-type]
-    if cfg.actions_per_chunk > policy.metadata.chunk_size:
-        raise ValueError(
-            f"actions_per_chunk={cfg.actions_per_chunk} > chunk_size={policy.metadata.chunk_size} of {cfg.policy.path}"
-        )
+    cfg = cfg.with_chunk_size(policy.metadata.chunk_size)
     env = cfg.env.make()
     try:
         check_policy_matches_env(policy, env, cfg.policy.path or "")
     finally:
         env.close()
+    return cfg
 
 
 def evaluate(cfg: EvalConfig, progress: bool = True, check: bool = True) -> dict[str, Any]:
     """Run the episodes on the virtual clock; returns {"summary", "episodes", "config"}."""
-    if check:
-        check_checkpoint(cfg)
+    if check or cfg.actions_per_chunk is None:
+        cfg = check_checkpoint(cfg)
     execution, strat, plugins = resolve_strategy(cfg.strategy, cfg.base_execution())
     delay = FixedDelay(cfg.delay_steps)
     jobs = [
@@ -168,19 +182,19 @@ def evaluate_remote(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     from chunkwise.eval.rollouts import check_policy_matches_env
     from chunkwise.runtime.strategies import get_strategy
 
-    execution, strat, _ = resolve_strategy(cfg.strategy, cfg.base_execution())
-    spec = get_strategy(strat) if strat else None
+    spec = get_strategy(cfg.strategy) if cfg.strategy != "async" else None
     if spec is not None and spec.local_only:
-        raise ValueError(f"strategy {strat!r} cannot run against a server: {spec.local_only}")
-    # A client only learns a chunk's delay when it is back: RTC is told the recent delays.
-    execution = replace(execution, prefix_delay="estimated")
+        raise ValueError(f"strategy {cfg.strategy!r} cannot run against a server: {spec.local_only}")
     remote = cfg.remote_config().connect()
     env = None
     sim = None
     rollouts = []
     try:
+        cfg = cfg.with_chunk_size(remote.metadata.chunk_size)
+        execution, _, _ = resolve_strategy(cfg.strategy, cfg.base_execution())
+        # A client only learns a chunk's delay when it is back: RTC is told the recent delays.
+        execution = replace(execution, prefix_delay="estimated")
         policy = spec.wrap_policy(remote) if spec is not None and spec.wrap_policy else remote
-        execution.check_chunk_size(policy.metadata.chunk_size)
         env = cfg.env.make()
         check_policy_matches_env(policy, env, f"the policy served at {cfg.server}")
         sim = SimClient(env, policy, execution, time_scale=cfg.time_scale, request_timeout_s=cfg.request_timeout_s)
@@ -270,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.server:
             result = evaluate_remote(cfg)
         else:
-            check_checkpoint(cfg)
+            cfg = check_checkpoint(cfg)
             result = None
     except (ValueError, FileNotFoundError, ConnectionError) as e:
         print(f"chunkwise eval: error: {e}", file=sys.stderr)
