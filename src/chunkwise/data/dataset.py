@@ -126,6 +126,7 @@ class ChunkDataset:
         self._video_paths: dict[str, list[str]] = {}
         self._video_file: dict[str, np.ndarray] = {}
         self._video_time: dict[str, np.ndarray] = {}
+        self._video_forward: dict[str, int] = {}
         self._decoders = None
         visual = [k for k, v in self.features.items() if fmt.is_visual(v)]
         episodes = self._read_episodes()
@@ -225,6 +226,9 @@ class ChunkDataset:
             self._video_paths[key] = paths
             self._video_file[key] = ep_file[row]
             self._video_time[key] = start[row] + t_frame
+            # decode forward rather than seek over gaps up to a GOP (+2: a seek costs ~2 frames)
+            g = (self.features[key].get("info") or {}).get("video.g")
+            self._video_forward[key] = (int(g) if isinstance(g, int) and g > 0 else 8) + 2
         self._decoders = DecoderCache(max_open=max_open, tolerance_s=tolerance_s)
         for key in keys:  # fail now, not mid-training, on a file that does not decode or fit
             try:
@@ -297,7 +301,7 @@ class ChunkDataset:
         assert self._decoders is not None
         paths = self._video_paths[key]
         return self._decoders.frames([paths[f] for f in self._video_file[key][idx]], self._video_time[key][idx],
-                                     self.features[key]["shape"])
+                                     self.features[key]["shape"], self._video_forward[key])
 
     def _decode_many(self, key: str, idx: np.ndarray) -> np.ndarray:
         if not len(idx):
