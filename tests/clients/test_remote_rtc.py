@@ -100,3 +100,15 @@ def test_unreachable_server_is_named_within_seconds(capsys):
     assert main([f"--server=127.0.0.1:{port}", "--connect_timeout_s=1", "--n_episodes=1"]) == 2
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port}" in err and "cannot reach" in err and time.monotonic() - t0 < 10
+
+
+def test_rtc_strategy_against_a_policy_without_prefix_modes_names_modes_and_fix(capsys):
+    from chunkwise.eval.run import main
+
+    with ServerProcess(["--policy.type=echo", "--policy.state_dim=39", "--policy.action_dim=4", "--policy.fps=80",
+                        "--policy.chunk_size=10"], lifetime_s=60) as srv:
+        assert main([f"--server={srv.address}", "--env.task=push-v3", "--n_episodes=1", "--strategy=rtc_trained"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "strategy 'rtc_trained' needs a policy with prefix mode 'rtc_trained'" in err
+    assert "this echo policy offers: none" in err and "--policy.rtc_training=true" in err
+    assert len(err.splitlines()) == 1

@@ -132,3 +132,13 @@ def test_spec_decoder_accepts_exact_matches_and_defers_everything_else():
     renamed = req()
     renamed.observation["observation.state"].dtype = "int32"  # same itemsize, other dtype
     assert dec.decode(renamed) is None
+
+
+def test_a_client_of_another_protocol_version_gets_both_versions_named():
+    from chunkwise.wire import chunkwise_pb2 as pb
+    from chunkwise.wire.codec import PROTOCOL_VERSION, WireError, decode_metadata
+
+    msg = pb.PolicyMetadata(protocol_version=1, action_dim=4, chunk_size=10, fps=80.0, policy_type="act")
+    with pytest.raises(WireError, match=f"server speaks chunkwise protocol v1, this client v{PROTOCOL_VERSION}"):
+        decode_metadata(msg)
+    assert PROTOCOL_VERSION == 2
