@@ -40,6 +40,9 @@ def test_reads_lerobot_fixture(lerobot_tiny: Path):
     np.testing.assert_allclose(ds.stats["action"]["max"], [104] * 4)
     assert ds.stats["observation.images.corner2"]["mean"].shape == (3, 1, 1)
     assert ds.episode_seeds is None
+    # bookkeeping columns the dataset has come along
+    assert s["timestamp"] == np.float32(0.0125) and (s["index"], s["task_index"]) == (8, 1)
+    assert s["next.success"] is False and ds[11]["next.success"] is True and "next.done" not in s
 
 
 def test_get_batch_matches_getitem(lerobot_tiny: Path):
@@ -110,6 +113,7 @@ def test_reads_hand_written_dataset_and_computes_missing_stats(tmp_path: Path):
     np.testing.assert_array_equal(s["past_actions"][:, 0], [3, 3])
     np.testing.assert_array_equal(s["past_actions_is_pad"], [True, True])
     assert s["task"] == "stack the blocks" and s["next.reward"] == 0.0 and s["frame_index"] == 0
+    assert s["index"] == 3 and "next.success" not in s and "next.done" not in s  # only columns it has
     a = np.array(actions, dtype=np.float32)
     np.testing.assert_allclose(ds.stats["action"]["mean"], a.mean(0), rtol=1e-6)
     np.testing.assert_allclose(ds.stats["action"]["std"], a.std(0), rtol=1e-6)
