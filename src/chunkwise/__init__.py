@@ -1,7 +1,15 @@
 """chunkwise: run action-chunking robot policies asynchronously.
 
-Layers (imports only point down): types -> wire, scheduling -> runtime -> policies ->
-serving/clients -> envs/data/training/rl/eval -> cli. See DESIGN.md in the repository.
+Layers: a module imports only from its own layer or below (tests/test_layering.py checks
+every import against this list, and that packages form no cycle)::
+
+    L0: types, contracts, common   observations, metadata, Prefix; Policy, ChunkEnv, capabilities;
+                                   one CLI parser, atomic writes
+    L1: scheduling, wire           queue, aggregates, trigger, delays, controller; the wire format
+    L2: runtime                    the one control loop, virtual clock, strategy registry
+    L3: envs, policies             simulators; policy families (each registers itself)
+    L4: data, training, rl, serving, clients
+    L5: eval, demo, bench, cli     commands and reports
 """
 
 import warnings as _warnings

@@ -10,7 +10,7 @@ import sys
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "scheduler": (
-        "chunkwise.runtime.bench_scheduler",
+        "chunkwise.eval.bench_scheduler",
         "scheduler overhead per control step vs a MetaWorld env step (target < 2%)",
     ),
     "serve": ("chunkwise.serving.bench_serve", "PolicyServer latency/throughput vs gRPC echo, pickle and openpi patterns"),

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
+from chunkwise.common.cli import CLIError, parse_cli
+from chunkwise.common.files import atomic_write_json, atomic_write_text
 from chunkwise.envs.base import EnvConfig
 from chunkwise.runtime.config import ExecutionConfig
 from chunkwise.runtime.strategies import available_strategies, get_strategy
@@ -69,58 +66,4 @@ def check_common(
             raise ValueError(f"inference delay must be >= 0 control steps, got {d}")
 
 
-def parse_cli(config_class: type, argv: list[str] | None, prog: str) -> Any:
-    """draccus.parse, but a bad flag value surfaces as our own clear ValueError message
-    (draccus wraps it in "Couldn't instantiate class ..."), printed without a traceback."""
-    import sys
-
-    import draccus
-
-    try:
-        return draccus.parse(config_class, args=list(argv or []))
-    except Exception as e:  # draccus.utils.ParsingError wraps the ValueError from __post_init__
-        cause: BaseException | None = e
-        while cause is not None and not isinstance(cause, ValueError):
-            cause = cause.__cause__ or cause.__context__
-        while isinstance(cause, ValueError) and isinstance(cause.__cause__, ValueError):
-            cause = cause.__cause__
-        if cause is None:
-            raise
-        print(f"chunkwise {prog}: error: {cause}", file=sys.stderr)
-        raise CLIError(str(cause)) from cause
-
-
-class CLIError(ValueError):
-    """A configuration error already reported to the user (the CLI exits with status 2)."""
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if hasattr(o, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(o)
-    return str(o)
+__all__ = ["CLIError", "atomic_write_json", "atomic_write_text", "parse_cli"]  # one copy each, in chunkwise.common

@@ -28,7 +28,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from chunkwise.policies.base import Policy
+from chunkwise.contracts import Policy
 from chunkwise.scheduling.controller import ChunkController, ChunkRequest
 from chunkwise.scheduling.delay import DelayModel
 from chunkwise.types import Observation, stack_observations

@@ -26,7 +26,7 @@ import importlib
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from chunkwise.policies.base import Policy
+from chunkwise.contracts import Policy
 from chunkwise.runtime.config import ExecutionConfig
 from chunkwise.scheduling.aggregate import available_aggregates
 

@@ -28,8 +28,7 @@ computed, so the chunk's first action runs at the arrival step t + d.
 
 from __future__ import annotations
 
-from chunkwise.envs.base import ChunkEnv
-from chunkwise.policies.base import Policy
+from chunkwise.contracts import ChunkEnv, Policy
 from chunkwise.runtime.loop import EnvSteps, LocalTransport, run_loop
 from chunkwise.scheduling.config import ExecutionConfig
 from chunkwise.scheduling.controller import ChunkController, Rollout, StepTrace

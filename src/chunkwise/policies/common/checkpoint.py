@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -28,6 +26,7 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
+from chunkwise.common.files import atomic_directory, atomic_write_json
 from chunkwise.policies.common.normalize import flatten_stats, unflatten_stats
 from chunkwise.types import PolicyMetadata
 
@@ -38,17 +37,7 @@ STATS_FILE = "stats.safetensors"
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, obj, sort_keys=True)
 
 
 def save_tensors_atomic(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
@@ -66,33 +55,6 @@ def save_tensors_atomic(path: Path, tensors: Mapping[str, torch.Tensor]) -> None
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     return load_torch(str(path))
-
-
-@contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``target`` in one rename.
-
-    If ``target`` already exists it is first moved aside (rename), then deleted after the
-    new directory is in place, so readers see either the old or the new complete directory.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists() or target.is_symlink():
-        old = target.parent / f".{target.name}.old.{os.getpid()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        if old.is_symlink() or old.is_file():
-            old.unlink()
-        else:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def save_policy_files(

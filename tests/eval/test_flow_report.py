@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chunkwise.policies.flow.report import main, merge, seam_table, target_check
+from chunkwise.eval.flow_report import main, merge, seam_table, target_check
 
 
 def _episode(seed: int, success: bool, seam: float) -> dict:

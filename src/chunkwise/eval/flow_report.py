@@ -1,6 +1,6 @@
 """Merge ``chunkwise sweep`` results of flow checkpoints and check the issue's targets.
 
-    python -m chunkwise.policies.flow.report --out=docs/flow_sweep \
+    python -m chunkwise.eval.flow_report --out=docs/flow_sweep \
         outputs/sweep_a/results.json outputs/sweep_b/results.json[:suffix] ...
 
 Rows of the same (task, strategy, delay) from several files (e.g. two seed batches) are

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from chunkwise.policies.flow.report import merge, seam_change, target_check
+from chunkwise.eval.flow_report import merge, seam_change, target_check
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write(path, cells):

@@ -1,0 +1,1 @@
+"""Small utilities every layer may use: one CLI parser behaviour, one atomic-write helper."""
