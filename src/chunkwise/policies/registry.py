@@ -1,7 +1,9 @@
 """``load(path)``: a checkpoint directory -> a ready Policy.
 
 A checkpoint directory holds ``config.json`` whose ``"type"`` names the policy family;
-each family registers a loader here (``act``, ``flow``, ...). Loading never unpickles:
+each family registers a loader here (``act``, ``flow``, ``rl_sac``, ...). A training run
+directory (no ``config.json``, but ``checkpoints/last/config.json``) loads its newest
+checkpoint. Loading never unpickles:
 weights are safetensors, configs and stats are JSON.
 """
 
@@ -19,6 +21,7 @@ _LOADERS: dict[str, Callable[[Path], Policy]] = {}
 _KNOWN_MODULES = {
     "act": "chunkwise.policies.act.policy",
     "flow": "chunkwise.policies.flow.policy",
+    "rl_sac": "chunkwise.rl.policy",
 }
 
 
@@ -28,6 +31,8 @@ def register_loader(policy_type: str, loader: Callable[[Path], Policy]) -> None:
 
 def load(path: str | Path) -> Policy:
     path = Path(path)
+    if not (path / "config.json").is_file() and (path / "checkpoints" / "last" / "config.json").is_file():
+        path = path / "checkpoints" / "last"  # a training run directory: its newest checkpoint
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{path} is not a chunkwise checkpoint: {cfg_file} does not exist")

@@ -9,7 +9,9 @@
     rollout.py        online episodes + evaluation through VirtualClockExecutor (sync, d=0)
     demos.py          demonstrations from a LeRobot v3 dataset or the scripted expert
     init.py           actor initialisation from a BC ACT checkpoint
-    checkpoint.py     atomic safetensors + JSON checkpoints, replay save/restore
+    checkpoint.py     one directory per checkpoint, renamed into place; ``last`` symlink;
+                      replay save/restore; run dir -> newest checkpoint
+    policy.py         an RL checkpoint as a Policy (``chunkwise.policies.load``, type rl_sac)
     train.py          ``chunkwise rl`` (RLConfig, RLTrainer, main)
     report.py         compare runs: curves PNG + markdown table
 """
