@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -59,9 +61,67 @@ def test_cli_run_writes_outputs_and_resumes(tmp_path: Path) -> None:
     assert table([load_run(out)]).splitlines()[2].startswith("| mlp+chunk H=5 (seed 0) |")
 
 
-def test_cli_rejects_bad_choices(tmp_path: Path) -> None:
-    with pytest.raises((ValueError, SystemExit)):
+def test_cli_rejects_bad_choices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:  # a Literal flag: argparse's usage error
         main(["--actor=transformer", f"--output_dir={tmp_path}"])
+    assert exc.value.code == 2
+    capsys.readouterr()
+    assert main(["--online_steps=-1", f"--output_dir={tmp_path}"]) == 2  # __post_init__: one line, no traceback
+    err = capsys.readouterr().err.strip()
+    assert err == "chunkwise rl: error: online_steps must be >= 0, got -1", err
+
+
+def _timeless(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
+
+
+def test_existing_output_dir_needs_resume_or_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    args = [*TINY, "--online_steps=30", f"--output_dir={out}"]
+    assert main(args) == 0
+    before = (out / "metrics.jsonl").read_text()
+    last = os.readlink(out / "checkpoints" / "last")
+    capsys.readouterr()
+
+    assert main(args) == 2  # a rerun must not replace the previous run silently
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume=true" in err and "--overwrite=true" in err, err
+    assert (out / "metrics.jsonl").read_text() == before and os.readlink(out / "checkpoints" / "last") == last
+
+    assert main([*args, "--resume=true", "--overwrite=true"]) == 2
+    assert "contradict" in capsys.readouterr().err
+
+    (out / "notes.txt").write_text("kept")
+    assert main([*args, "--overwrite=true", "--seed=1"]) == 0  # a fresh run: old checkpoints gone
+    assert (out / "notes.txt").read_text() == "kept"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last", "step_000000000", "step_000000030"]
+    assert [r["kind"] for r in _lines(out / "metrics.jsonl")].count("init") == 1
+    assert json.loads((out / "checkpoints" / "last" / "config.json").read_text())["config"]["seed"] == 1
+
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an existing empty directory is fine
+    assert main([*TINY, "--online_steps=30", f"--output_dir={empty}"]) == 0
+
+
+def test_resume_after_a_crash_drops_the_lines_logged_after_the_checkpoint(tmp_path: Path) -> None:
+    """Killed after logging up to step 60 but before its checkpoint: resuming from the
+    step-30 checkpoint must not log steps 31..60 twice; it reproduces the same lines."""
+    out = tmp_path / "run"
+    args = [*TINY, "--online_steps=60", f"--output_dir={out}"]
+    assert main(args) == 0
+    reference = _lines(out / "metrics.jsonl")
+    ck = out / "checkpoints"
+    # the state a crash just before the step-60 save leaves: last -> step 30, a torn line
+    os.unlink(ck / "last")
+    os.symlink("step_000000030", ck / "last")
+    shutil.rmtree(ck / "step_000000060")
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "episode", "env_st')
+    assert main([*args, "--resume=true"]) == 0
+    rows = _lines(out / "metrics.jsonl")
+    keys = [(r["kind"], r.get("env_steps"), r.get("episode"), r.get("updates")) for r in rows]
+    assert len(keys) == len(set(keys)), "a metrics line was logged twice"
+    assert _timeless(rows) == _timeless(reference)  # same seeds, replay, RNG: the same continuation
 
 
 def test_short_run_on_reach_improves_success_over_init(tmp_path: Path) -> None:

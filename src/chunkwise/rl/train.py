@@ -20,21 +20,31 @@ episode is fixed, and the update count still follows the update-to-data ratio.
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import draccus
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from chunkwise.envs import EnvConfig, MetaWorldEnvConfig, make_env
-from chunkwise.rl.checkpoint import load_checkpoint, replay_tensors, restore_replay, save_json, save_tensors
+from chunkwise.rl.checkpoint import (
+    CHECKPOINTS,
+    has_checkpoint,
+    load_checkpoint,
+    replay_tensors,
+    restore_replay,
+    save_json,
+    write_checkpoint,
+)
 from chunkwise.rl.config import RewardType, SACConfig, _check_choice, _check_positive
 from chunkwise.rl.demos import load_dataset_episodes, scripted_episodes
 from chunkwise.rl.learner import ChunkSAC
+from chunkwise.rl.policy import rl_metadata
 from chunkwise.rl.replay import EpisodeReplay, MixedReplay
 from chunkwise.rl.rollout import ChunkRunner
 from chunkwise.types import OBS_STATE
@@ -80,11 +90,13 @@ class RLConfig(SACConfig):
     eval_every: int = 2_000
     eval_episodes: int = 10
     save_every: int = 5_000
+    keep_checkpoints: int = 2  # newest step directories kept (plus the step-0 initialisation)
     log_every: int = 200  # updates per averaged "train" metrics line
     seed: int = 0
     num_threads: int = 1
     output_dir: str = "outputs/rl"
-    resume: bool = False
+    resume: bool = False  # continue the run in output_dir from its last checkpoint
+    overwrite: bool = False  # replace the run in output_dir (its metrics, summary, checkpoints)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -95,10 +107,12 @@ class RLConfig(SACConfig):
         for name in ("online_steps", "update_after"):
             _check_positive(name, getattr(self, name), allow_zero=True)
         for name in ("utd_ratio", "replay_capacity", "eval_every", "eval_episodes", "save_every", "log_every",
-                     "num_threads", "reward_scale"):
+                     "num_threads", "reward_scale", "keep_checkpoints"):
             _check_positive(name, getattr(self, name))
         if not self.output_dir:
             raise ValueError("output_dir must not be empty")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume=true and --overwrite=true contradict each other; give one")
 
 
 def config_dict(cfg: RLConfig) -> dict[str, Any]:
@@ -117,6 +131,31 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def truncate(self, env_steps: int) -> int:
+        """Keep the lines written up to a checkpoint at ``env_steps``; -> lines dropped.
+
+        Everything logged before a save at step X has ``env_steps <= X`` (the ``init`` line
+        has none) and everything after it ``> X``, so the kept part is the prefix up to the
+        first line past X; a torn last line (killed mid-write) is dropped too.
+        """
+        if not self.path.is_file():
+            return 0
+        lines = self.path.read_text().splitlines()
+        keep: list[str] = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if rec.get("env_steps", 0) > env_steps:
+                break
+            keep.append(line)
+        if len(keep) < len(lines):
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(line + "\n" for line in keep))
+            tmp.replace(self.path)
+        return len(lines) - len(keep)
 
     def records(self, kind: str) -> list[dict[str, Any]]:
         if not self.path.is_file():
@@ -159,6 +198,31 @@ def load_demos(cfg: RLConfig) -> list:  # type: ignore[type-arg]
     return []
 
 
+RUN_FILES = ("metrics.jsonl", "learning_curve.png", "summary.json")
+
+
+def prepare_output_dir(cfg: RLConfig) -> Path:
+    """Refuse to write over a previous run unless ``--resume`` or ``--overwrite`` says so.
+
+    ``--overwrite=true`` deletes what a run writes (metrics, curve, summary, checkpoints/)
+    and nothing else; ``--resume=true`` keeps it all.
+    """
+    out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output_dir={out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (cfg.resume or cfg.overwrite):
+        raise ValueError(
+            f"--output_dir={out} is not empty (a previous run?); pass --resume=true to continue it "
+            "or --overwrite=true to replace it"
+        )
+    if cfg.overwrite and out.is_dir():
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 class RLTrainer:
     """Owns env, learner, replays and logs; ``run()`` is the whole ``chunkwise rl`` command."""
 
@@ -167,9 +231,8 @@ class RLTrainer:
         torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.out = Path(cfg.output_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.ckpt_dir = self.out / "checkpoints" / "last"
+        self.out = prepare_output_dir(cfg)
+        self.ckpts = self.out / CHECKPOINTS
         self.adopted: dict[str, Any] = {}
         if cfg.init.path and cfg.init.adopt_sizes:
             from chunkwise.rl.init import adopt_bc_sizes
@@ -215,20 +278,25 @@ class RLTrainer:
         self.learner.actor_opt = torch.optim.Adam(self.learner.actor.parameters(), lr=self.cfg.actor_lr)
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self) -> None:
-        d = self.ckpt_dir
-        save_tensors(d / "learner.safetensors", self.learner.state_dict())
-        save_tensors(d / "model.safetensors", self.learner.get_weights())
-        save_tensors(d / "replay.safetensors", replay_tensors(self.online))
-        save_tensors(d / "rng.safetensors", {"torch": torch.get_rng_state()})
-        save_json(d / "config.json", {"type": "rl_sac", "obs_dim": self.learner.obs_dim,
-                                      "action_dim": self.learner.action_dim, "config": config_dict(self.cfg)})
-        save_json(d / "train_state.json", {"env_steps": self.env_steps, "updates": self.updates,
-                                           "episodes": self.episodes, "numpy_rng": self.rng.bit_generator.state,
-                                           "init_report": self.init_report})
+    def save(self) -> Path:
+        """One complete checkpoint directory, then ``checkpoints/last`` is pointed at it."""
+        meta = rl_metadata(config_dict(self.cfg), self.learner.obs_dim, self.learner.action_dim, self.env.fps,
+                           env_steps=self.env_steps)
+        return write_checkpoint(
+            self.ckpts, self.env_steps,
+            learner=self.learner.state_dict(),
+            actor=self.learner.get_weights(),
+            replay=replay_tensors(self.online),
+            rng={"torch": torch.get_rng_state()},
+            config={"obs_dim": self.learner.obs_dim, "action_dim": self.learner.action_dim,
+                    "config": config_dict(self.cfg), "metadata": meta.to_dict()},
+            train_state={"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
+                         "numpy_rng": self.rng.bit_generator.state, "init_report": self.init_report},
+            keep=self.cfg.keep_checkpoints,
+        )
 
     def restore(self) -> None:
-        ck = load_checkpoint(self.ckpt_dir)
+        ck = load_checkpoint(self.ckpts)
         self.learner.load_state_dict(ck["learner"])
         restore_replay(self.online, ck["replay"])
         torch.set_rng_state(ck["rng"]["torch"])
@@ -236,6 +304,10 @@ class RLTrainer:
         self.env_steps, self.updates, self.episodes = st["env_steps"], st["updates"], st["episodes"]
         self.rng.bit_generator.state = st["numpy_rng"]
         self.init_report = st.get("init_report", {})
+        # lines logged after that checkpoint will be logged again by the resumed run
+        dropped = self.log.truncate(self.env_steps)
+        print(f"--resume: continuing from {ck['path']} at {self.env_steps} env steps"
+              + (f" (dropped {dropped} metrics lines logged after it)" if dropped else ""))
 
     # ------------------------------------------------------------------ loop
     def evaluate(self) -> dict[str, float]:
@@ -250,11 +322,11 @@ class RLTrainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        if cfg.resume and (self.ckpt_dir / "train_state.json").is_file():
+        if cfg.resume and has_checkpoint(self.out):
             self.restore()
         else:
             if cfg.resume:
-                print(f"--resume: no checkpoint in {self.ckpt_dir}, starting fresh")
+                print(f"--resume: no checkpoint in {self.ckpts}, starting fresh")
             if self.log.path.exists():
                 self.log.path.unlink()
             self.initialize()
@@ -313,8 +385,17 @@ class RLTrainer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = draccus.parse(RLConfig, args=argv or [])
-    trainer = RLTrainer(cfg)
+    from chunkwise.common.cli import CLIError, parse_cli
+
+    try:
+        cfg = parse_cli(RLConfig, argv, "rl")
+    except CLIError:
+        return 2
+    try:
+        trainer = RLTrainer(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"chunkwise rl: error: {e}", file=sys.stderr)
+        return 2
     try:
         summary = trainer.run()
     finally:
