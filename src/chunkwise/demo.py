@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import draccus
 
 
 @dataclass
@@ -53,7 +52,12 @@ def _run(title: str, module: str, args: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = draccus.parse(DemoConfig, args=argv or [])
+    from chunkwise.common.cli import CLIError, parse_cli
+
+    try:
+        cfg = parse_cli(DemoConfig, argv, "demo")
+    except CLIError:
+        return 2
     out = Path(cfg.output_dir)
     data_dir, ckpt_dir, sweep_dir = out / "data" / cfg.task, out / "train", out / "sweep"
     timings: dict[str, float] = {}

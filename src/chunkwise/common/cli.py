@@ -8,6 +8,7 @@ parse, a ``__post_init__`` check, a missing file) are printed as
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -25,6 +26,8 @@ def _user_error(e: BaseException) -> BaseException:
     ValueError/OSError in the chain, then its explicit ``raise ... from`` causes."""
     cause: BaseException | None = e
     while cause is not None and not isinstance(cause, (ValueError, OSError)):
+        if type(cause).__name__ == "DecodingError":  # "`steps`: Couldn't parse 'abc' into an int"
+            return cause
         cause = cause.__cause__ or cause.__context__
     if cause is None:
         return e
@@ -41,6 +44,6 @@ def parse_cli(config_class: type, argv: list[str] | None, prog: str) -> Any:
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001 - every parse failure is the user's flag; say which
-        msg = one_line(_user_error(e))
+        msg = re.sub(r"^`([\w.]+)`:", r"--\1:", one_line(_user_error(e)))
         print(f"chunkwise {prog}: error: {msg}", file=sys.stderr)
         raise CLIError(msg) from e

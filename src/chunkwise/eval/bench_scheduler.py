@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import draccus
 import numpy as np
 
 from chunkwise.envs.base import ChunkEnv
@@ -112,7 +111,12 @@ def metaworld_us_per_step(cfg: SchedulerBenchConfig) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = draccus.parse(SchedulerBenchConfig, args=argv or [])
+    from chunkwise.common.cli import CLIError, parse_cli
+
+    try:
+        cfg = parse_cli(SchedulerBenchConfig, argv, "bench scheduler")
+    except CLIError:
+        return 2
     env_us = metaworld_us_per_step(cfg)
     print(f"MetaWorld {cfg.task} env.step (no cameras): {env_us:8.1f} us/step")
     print(f"scheduler (VirtualClockExecutor loop, null env, constant policy; H=apc={cfg.actions_per_chunk}, "

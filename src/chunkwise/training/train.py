@@ -203,7 +203,12 @@ def _run_training(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = draccus.parse(TrainConfig, args=argv)
+    from chunkwise.common.cli import CLIError, parse_cli
+
+    try:
+        cfg = parse_cli(TrainConfig, argv, "train")
+    except CLIError:
+        return 2
     try:
         summary = run_training(cfg)
     except NonFiniteLossError as err:

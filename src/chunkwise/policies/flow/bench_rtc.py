@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import draccus
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -89,7 +88,12 @@ def run(cfg: BenchRTCConfig) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str]) -> int:
-    cfg = draccus.parse(BenchRTCConfig, args=argv)
+    from chunkwise.common.cli import CLIError, parse_cli
+
+    try:
+        cfg = parse_cli(BenchRTCConfig, argv, "bench rtc")
+    except CLIError:
+        return 2
     results = run(cfg)
     print(f"{'mode':<14}{'p50 ms':>9}{'p90 ms':>9}{'x none':>9}")
     for mode, r in results.items():
