@@ -5,7 +5,8 @@
 
 For each dataset: open time, then ``batches`` batches of ``batch_size`` uniformly random
 frames through ``get_batch`` (what the trainer draws), then one pass in index order.
-samples/s counts windows with every camera decoded; for video, the decoder's seeks and
+samples/s counts windows with every camera decoded (wall clock; the CPU µs per sample
+columns are process time, steadier on a shared machine); for video, the decoder's seeks and
 decoded frames per sample show what random access costs (a keyframe every g frames:
 at most g frames decoded per sample). Prints a markdown table.
 """
@@ -65,21 +66,22 @@ def bench_one(root: str, cfg: ReaderBenchConfig) -> dict:
     ds.get_batch(rng.integers(0, len(ds), size=cfg.batch_size))  # warm-up (opens the files)
     decs = list(ds._decoders._open.values()) if ds._decoders is not None else []
     seeks0, dec0 = sum(d.seeks for d in decs), sum(d.decoded for d in decs)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(cfg.batches):
         ds.get_batch(rng.integers(0, len(ds), size=cfg.batch_size))
-    rand_s = time.perf_counter() - t0
+    rand_s, rand_cpu = time.perf_counter() - t0, time.process_time() - c0
     n_rand = cfg.batches * cfg.batch_size
     decs = list(ds._decoders._open.values()) if ds._decoders is not None else []
     seeks = (sum(d.seeks for d in decs) - seeks0) / n_rand if decs else float("nan")
     decoded = (sum(d.decoded for d in decs) - dec0) / n_rand if decs else float("nan")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for start in range(0, len(ds), cfg.batch_size):
         ds.get_batch(np.arange(start, min(start + cfg.batch_size, len(ds))))
-    seq_s = time.perf_counter() - t0
+    seq_s, seq_cpu = time.perf_counter() - t0, time.process_time() - c0
     ds.close()
     return {"root": root, "storage": _storage(ds), "frames": len(ds), "cameras": len(ds.camera_keys),
             "mb": _size_mb(Path(root)), "open_s": open_s, "random": n_rand / rand_s, "sequential": len(ds) / seq_s,
+            "random_cpu_us": rand_cpu / n_rand * 1e6, "sequential_cpu_us": seq_cpu / len(ds) * 1e6,
             "seeks": seeks, "decoded": decoded}
 
 
@@ -93,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"batch_size {cfg.batch_size}, {cfg.batches} random batches, chunk_size {cfg.chunk_size}, "
           f"video_threads {cfg.video_threads}")
-    print("| dataset | storage | frames | MB | open (s) | random samples/s | in-order samples/s "
-          "| seeks / sample | frames decoded / sample |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| dataset | storage | frames | MB | open (s) | random samples/s | CPU µs / random sample "
+          "| in-order samples/s | CPU µs / in-order sample | seeks / sample | frames decoded / sample |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for root in cfg.root_list:
         r = bench_one(root, cfg)
         print(f"| {Path(r['root']).name} | {r['storage']} | {r['frames']} | {r['mb']:.1f} | {r['open_s']:.2f} "
-              f"| {r['random']:.0f} | {r['sequential']:.0f} | {r['seeks']:.2f} | {r['decoded']:.2f} |", flush=True)
+              f"| {r['random']:.0f} | {r['random_cpu_us']:.0f} | {r['sequential']:.0f} | {r['sequential_cpu_us']:.0f} "
+              f"| {r['seeks']:.2f} | {r['decoded']:.2f} |", flush=True)
     return 0
 
 
