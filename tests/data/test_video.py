@@ -187,10 +187,13 @@ def test_video_files_roll_over(tmp_path: Path):
     rows = pq.read_table(tmp_path / "ds" / EPISODES).to_pylist()
     assert [r["videos/observation.images.cam/file_index"] for r in rows] == [0, 1, 2]
     assert [r["videos/observation.images.cam/from_timestamp"] for r in rows] == [0.0, 0.0, 0.0]
-    ds = ChunkDataset(tmp_path / "ds", chunk_size=2)
+    ds = ChunkDataset(tmp_path / "ds", chunk_size=2, max_open_videos=2)
     got = ds.get_batch([0, 45, 95, 134])["observation.images.cam"].astype(int)
     want = np.stack([frames[0][0], frames[1][0], frames[2][0], frames[2][-1]]).astype(int)
     assert np.abs(got - want).mean() < 3
+    assert len(ds._decoders) == 2  # least recently used file closed
+    ds.close()
+    np.testing.assert_array_equal(ds.get_batch([0, 45, 95, 134])["observation.images.cam"], got)  # reopened
 
 
 def test_video_writer_rejects_bad_input(tmp_path: Path):

@@ -34,7 +34,7 @@ from chunkwise.data.stats import aggregate_stats, image_stats, stats_from_json, 
 from chunkwise.types import ACTION, OBS_IMAGE_PREFIX, OBS_STATE, PREFIX_LENGTH
 
 REQUIRED_KEYS = (OBS_STATE, ACTION)
-# Per-frame columns returned with each sample when the dataset has them: (dtype, default).
+# Per-frame columns returned with each sample only when the dataset has them, with their dtype.
 OPTIONAL_COLUMNS: dict[str, type] = {"timestamp": np.float32, "index": np.int64, "task_index": np.int64,
                                      "next.success": np.bool_, "next.done": np.bool_}
 NO_IMAGES_HINT = ("train without images (`chunkwise train ... --policy.use_images=false`; in Python "
