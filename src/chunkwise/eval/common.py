@@ -17,11 +17,20 @@ def default_env() -> EnvConfig:
     return EnvConfig.get_choice_class("metaworld")(task="push-v3")
 
 
+def _families() -> None:
+    """Families announce their strategies (rtc_guided, oracle_prefix, ...) when listed."""
+    from chunkwise.policies.registry import families
+
+    families()
+
+
 def valid_strategy_names() -> list[str]:
+    _families()
     return ["async"] + available_strategies()
 
 
 def check_strategy_name(name: str) -> None:
+    _families()
     if name != "async":
         try:
             get_strategy(name)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import importlib
 import multiprocessing as mp
 import os
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Sequence
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -35,9 +35,12 @@ from chunkwise.scheduling.delay import DelayModel
 @dataclass
 class PolicySource:
     """Which policy to run: ``--policy.type=scripted --policy.chunk_size=50`` (the oracle,
-    default) or ``--policy.path=<checkpoint dir>`` (loaded with ``chunkwise.policies.load``)."""
+    default) or ``--policy.path=<checkpoint or run dir>`` (``chunkwise.policies.load``).
 
-    type: Literal["scripted", "checkpoint"] = "scripted"
+    ``--policy.type`` names a policy family, as in ``chunkwise train`` and ``serve``: with a
+    path it is checked against the checkpoint's own type (``checkpoint`` = any type)."""
+
+    type: str = "scripted"
     path: str | None = None
     chunk_size: int = 50  # scripted only: the oracle's look-ahead H
 
@@ -45,11 +48,31 @@ class PolicySource:
         if self.path is not None and self.type == "scripted":
             self.type = "checkpoint"  # --policy.path alone selects a checkpoint
         if self.type not in ("scripted", "checkpoint"):
-            raise ValueError(f"unknown policy.type {self.type!r}; valid: scripted, checkpoint")
-        if self.type == "checkpoint" and not self.path:
-            raise ValueError("policy.type=checkpoint needs --policy.path=<checkpoint dir>")
+            from chunkwise.policies.registry import families
+
+            fams = families()
+            loadable = sorted(n for n, f in fams.items() if f.loader)
+            if self.type not in fams:
+                raise ValueError(f"unknown --policy.type={self.type!r}; valid: scripted, checkpoint, {', '.join(loadable)}")
+            if fams[self.type].loader is None:
+                raise ValueError(
+                    f"--policy.type={self.type} is a test policy: serve it (chunkwise serve --policy.type={self.type}) "
+                    "and evaluate with --server=host:port"
+                )
+        if self.type != "scripted" and not self.path:
+            raise ValueError(f"--policy.type={self.type} needs --policy.path=<checkpoint dir or run dir>")
         if self.chunk_size <= 0:
             raise ValueError(f"policy.chunk_size must be positive, got {self.chunk_size}")
+
+    def check_type(self) -> None:
+        """A checkpoint of another family than --policy.type names is an error."""
+        if self.type in ("scripted", "checkpoint"):
+            return
+        from chunkwise.policies.registry import checkpoint_type
+
+        found = checkpoint_type(self.path or "")
+        if found != self.type:
+            raise ValueError(f"--policy.path={self.path} is a {found!r} checkpoint, not {self.type!r} (--policy.type)")
 
     def build(self, env: ChunkEnv) -> Policy:
         if self.type == "scripted":
@@ -58,9 +81,19 @@ class PolicySource:
             return OraclePolicy(env, chunk_size=self.chunk_size)
         from chunkwise.policies import load
 
+        self.check_type()
         policy = load(self.path)  # type: ignore[arg-type]
         check_policy_matches_env(policy, env, self.path or "")
         return policy
+
+
+def task_mismatch(policy: Policy, env: ChunkEnv, name: str = "policy") -> str | None:
+    """A warning when the policy was trained on another task than the env's, else None."""
+    trained = dict(policy.metadata.extra).get("task")
+    task = getattr(env, "task", None)
+    if trained and task and str(trained) != str(task):
+        return f"warning: {name} was trained on {trained}, evaluating it on {task}"
+    return None
 
 
 def check_policy_matches_env(policy: Policy, env: ChunkEnv, name: str = "policy") -> None:

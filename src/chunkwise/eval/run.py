@@ -67,7 +67,7 @@ class EvalConfig:
         check_strategy_name(self.strategy)
         if self.server:
             self.remote_config()  # validates address, time_scale, timeouts, tls_root
-            if self.policy.type == "checkpoint":
+            if self.policy.type != "scripted":
                 raise ValueError("--server: the server chose the policy; drop --policy.path (give it to chunkwise serve)")
         chunk = self.policy.chunk_size if self.policy.type == "scripted" and not self.server else None
         if self.actions_per_chunk is None and chunk is not None:
@@ -125,16 +125,20 @@ class EvalConfig:
 def check_checkpoint(cfg: EvalConfig) -> EvalConfig:
     """Load the checkpoint once and check it against the env before any episode runs;
     returns the config with ``actions_per_chunk`` resolved."""
-    if cfg.policy.type != "checkpoint":
+    if cfg.policy.type == "scripted":
         return cfg
-    from chunkwise.eval.rollouts import check_policy_matches_env
+    from chunkwise.eval.rollouts import check_policy_matches_env, task_mismatch
     from chunkwise.policies import load
 
+    cfg.policy.check_type()
     policy = load(cfg.policy.path)  # type: ignore[arg-type]
     cfg = cfg.with_chunk_size(policy.metadata.chunk_size)
     env = cfg.env.make()
     try:
         check_policy_matches_env(policy, env, cfg.policy.path or "")
+        warn = task_mismatch(policy, env, cfg.policy.path or "the policy")
+        if warn:
+            print(f"chunkwise eval: {warn}", file=sys.stderr)
     finally:
         env.close()
     return cfg
@@ -179,7 +183,7 @@ def evaluate_remote(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     from chunkwise.clients.realtime import percentiles
     from chunkwise.clients.sim_client import SimClient
     from chunkwise.eval.metrics import episode_metrics
-    from chunkwise.eval.rollouts import check_policy_matches_env
+    from chunkwise.eval.rollouts import check_policy_matches_env, task_mismatch
     from chunkwise.runtime.strategies import get_strategy
 
     spec = get_strategy(cfg.strategy) if cfg.strategy != "async" else None
@@ -197,6 +201,9 @@ def evaluate_remote(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
         policy = spec.wrap_policy(remote) if spec is not None and spec.wrap_policy else remote
         env = cfg.env.make()
         check_policy_matches_env(policy, env, f"the policy served at {cfg.server}")
+        warn = task_mismatch(policy, env, f"the policy served at {cfg.server}")
+        if warn:
+            print(f"chunkwise eval: {warn}", file=sys.stderr)
         sim = SimClient(env, policy, execution, time_scale=cfg.time_scale, request_timeout_s=cfg.request_timeout_s)
         from tqdm import tqdm
 

@@ -112,12 +112,13 @@ def check_cells(cfg: SweepConfig) -> None:
     ``wrap_policy`` is tried on it, which is where a strategy rejects a policy (e.g.
     ``oracle_prefix`` needs the scripted oracle, ``rtc_trained`` a checkpoint trained for it).
     """
-    from chunkwise.eval.rollouts import check_policy_matches_env
+    from chunkwise.eval.rollouts import check_policy_matches_env, task_mismatch
 
-    if cfg.policy.type == "checkpoint":
+    if cfg.policy.type != "scripted":
         from chunkwise.policies import load
 
         path = cfg.policy.path or ""
+        cfg.policy.check_type()
         policy = load(path)
         if cfg.actions_per_chunk > policy.metadata.chunk_size:
             raise ValueError(
@@ -127,6 +128,9 @@ def check_cells(cfg: SweepConfig) -> None:
             env = replace(cfg.env, task=task).make()
             try:
                 check_policy_matches_env(policy, env, path)
+                warn = task_mismatch(policy, env, path)
+                if warn:
+                    print(f"chunkwise sweep: {warn}", file=sys.stderr)
             finally:
                 env.close()
         _check_wrappers(cfg, policy, f"--policy.path={path}")

@@ -1,6 +1,6 @@
-"""Policies: the Policy protocol, a registry of checkpoint loaders, ``load(path)``."""
+"""Policies: the Policy protocol, the registry of policy families, ``load(path)``."""
 
 from chunkwise.policies.base import Policy
-from chunkwise.policies.registry import load, register_loader
+from chunkwise.policies.registry import PolicyFamily, families, get_family, load, register_family, register_loader
 
-__all__ = ["Policy", "load", "register_loader"]
+__all__ = ["Policy", "PolicyFamily", "families", "get_family", "load", "register_family", "register_loader"]

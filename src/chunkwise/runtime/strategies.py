@@ -46,14 +46,14 @@ class IncompatibleStrategyError(ValueError):
 
 
 _STRATEGIES: dict[str, StrategySpec] = {}
-# Strategies that live with their policy family; imported on first use so that listing
-# strategy names does not import torch.
-_PLUGIN_MODULES: dict[str, str] = {
-    "rtc_guided": "chunkwise.policies.flow.strategies",
-    "rtc_trained": "chunkwise.policies.flow.strategies",
-    "delta_expert": "chunkwise.policies.flow.strategies",
-    "oracle_prefix": "chunkwise.policies.scripted.strategies",
-}
+# Strategies that live with their policy family (name -> module that registers it);
+# families announce them (policies/registry.py) so that listing names imports no torch.
+_LAZY: dict[str, str] = {}
+
+
+def register_lazy_strategies(names: tuple[str, ...] | list[str], module: str) -> None:
+    for name in names:
+        _LAZY[name] = module
 
 
 def register_strategy(spec: StrategySpec) -> None:
@@ -90,12 +90,12 @@ def register_prefix_mode_strategy(mode: str, description: str, fix: str = "") ->
 
 def available_strategies() -> list[str]:
     """Registered names plus every registered aggregate (each is an async strategy)."""
-    return sorted(set(_STRATEGIES) | set(_PLUGIN_MODULES) | set(available_aggregates()))
+    return sorted(set(_STRATEGIES) | set(_LAZY) | set(available_aggregates()))
 
 
 def get_strategy(name: str) -> StrategySpec:
-    if name not in _STRATEGIES and name in _PLUGIN_MODULES:
-        importlib.import_module(_PLUGIN_MODULES[name])
+    if name not in _STRATEGIES and name in _LAZY:
+        importlib.import_module(_LAZY[name])
     if name in _STRATEGIES:
         return _STRATEGIES[name]
     if name in available_aggregates():

@@ -12,7 +12,6 @@ lr, grad_norm, samples/s; plus ``eval/*`` records), ``<output_dir>/checkpoints/s
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import sys
@@ -29,18 +28,14 @@ from chunkwise.envs.base import EnvConfig
 from chunkwise.policies.act.config import ACTConfig
 from chunkwise.policies.common.checkpoint import CONFIG_FILE, write_json_atomic
 from chunkwise.policies.common.config import PolicyConfig
+from chunkwise.policies.registry import import_config_modules
 from chunkwise.training.checkpoints import last_checkpoint
 from chunkwise.training.trainer import NonFiniteLossError, Trainer, TrainerOptions, dataset_info
 
 log = logging.getLogger("chunkwise.train")
 
-# Policy families whose config module registers a ``--policy.type`` when imported.
-_POLICY_CONFIG_MODULES = ("chunkwise.policies.act.config", "chunkwise.policies.flow.config")
-for _mod in _POLICY_CONFIG_MODULES:
-    try:
-        importlib.import_module(_mod)
-    except ModuleNotFoundError:
-        pass
+# Every trainable family's config registers its ``--policy.type`` (policies/registry.py).
+import_config_modules()
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Strategy "oracle_prefix": async (latest_only) with the prefix-aware oracle.
 
-Registered lazily by ``chunkwise.runtime.strategies`` (see ``_PLUGIN_MODULES``). It only
+Announced by the ``scripted`` family (``policies/scripted/__init__.py``), imported on first use. It only
 makes sense with ``--policy.type=scripted``: it is the upper bound of what a prefix-aware
 method (RTC, delta expert) can reach under delay. It cannot run against a server: the
 oracle plans by rolling the client's own simulator forward.
