@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -25,3 +26,20 @@ def test_bad_flag_is_one_line_exit_2(argv, expected):
     assert r.returncode == 2, r
     err = r.stderr.strip().splitlines()
     assert "Traceback" not in r.stderr and len(err) == 1 and err[0].startswith(expected), r.stderr
+
+
+@pytest.mark.parametrize("command", [["eval"], ["sweep"], ["train"], ["bench", "clocks"]])
+def test_help_shows_every_default_once(command):
+    r = subprocess.run([sys.executable, "-m", "chunkwise.cli", *command, "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith(f"usage: chunkwise {' '.join(command)} ")
+    # each group (a config class; an env type is one group per choice) lists a flag once
+    for section in re.split(r"\n(?=\S)", r.stdout):
+        flags = [ln.split()[0] for ln in section.splitlines() if ln.startswith("  --")]
+        assert len(flags) == len(set(flags)), f"a flag is listed twice in {section[:40]!r}"
+    assert "Config file for" not in r.stdout
+    body = r.stdout[r.stdout.index("options:"):]
+    # every flag line (or its continuation) carries its default
+    blocks = re.split(r"\n  (?=--)", body)[1:]
+    missing = [b.split()[0] for b in blocks if "(default:" not in b and not b.startswith("--help")]
+    assert not missing, f"flags without a default in --help: {missing}"

@@ -36,11 +36,42 @@ def _user_error(e: BaseException) -> BaseException:
     return cause
 
 
+def _help_with_every_default() -> None:
+    """``--help``: a "(default: x)" for every flag, not only the commented ones, and no
+    draccus "Config file for <group>" lines (they repeat per group and are never used)."""
+    import argparse
+
+    from draccus.help_formatter import SimpleHelpFormatter
+
+    if getattr(SimpleHelpFormatter, "_chunkwise", False):
+        return
+    original = SimpleHelpFormatter._format_action
+
+    def format_action(self: Any, action: argparse.Action) -> str:
+        if isinstance(action.help, str) and action.help.startswith("Config file for"):
+            return ""
+        if not (action.help or "").strip() and action.option_strings and action.default is not argparse.SUPPRESS:
+            action.help = "(default: %(default)s)"
+        return original(self, action)
+
+    def format_usage_actions(self: Any, usage: Any, actions: Any, groups: Any, prefix: Any = None) -> None:
+        kept = [a for a in actions if not (isinstance(a.help, str) and a.help.startswith("Config file for"))]
+        return original_usage(self, usage, kept, groups, prefix)
+
+    original_usage = SimpleHelpFormatter.add_usage
+    SimpleHelpFormatter._format_action = format_action  # type: ignore[method-assign]
+    SimpleHelpFormatter.add_usage = format_usage_actions  # type: ignore[method-assign]
+    SimpleHelpFormatter._chunkwise = True  # type: ignore[attr-defined]
+
+
 def parse_cli(config_class: type, argv: list[str] | None, prog: str) -> Any:
     import draccus
 
+    argv = list(argv or [])
+    if "-h" in argv or "--help" in argv:
+        _help_with_every_default()
     try:
-        return draccus.parse(config_class, args=list(argv or []))
+        return draccus.parse(config_class, args=argv, prog=f"chunkwise {prog}")
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001 - every parse failure is the user's flag; say which
