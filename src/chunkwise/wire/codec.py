@@ -26,11 +26,21 @@ ALLOWED_DTYPES: dict[str, np.dtype] = {
 }
 # dtype -> wire name by hash lookup (``ndarray.dtype.name`` costs ~40 us per call).
 _NAMES: dict[np.dtype, str] = {dt: name for name, dt in ALLOWED_DTYPES.items()}
+_F32 = ALLOWED_DTYPES["float32"]
 MAX_TENSOR_DIMS = 8
 
 
 class WireError(ValueError):
     """A message is malformed (unknown dtype, size mismatch, bad shape, non-finite values)."""
+
+
+def clip(value: object, limit: int = 48) -> str:
+    """``repr`` of client-supplied text for an error message, at most ``limit`` characters
+    of it (error details never echo unbounded client input)."""
+    s = str(value)
+    if len(s) <= limit:
+        return repr(s)
+    return f"{s[:limit]!r}... ({len(s)} characters)"
 
 
 def encode_tensor(array: Any, out: pb.Tensor | None = None) -> pb.Tensor:
@@ -59,10 +69,10 @@ def decode_tensor(t: pb.Tensor, *, name: str = "tensor", max_bytes: int | None =
     """Checked decode; the result is a read-only view on the message bytes."""
     dtype = ALLOWED_DTYPES.get(t.dtype)
     if dtype is None:
-        raise WireError(f"{name}: unknown dtype {t.dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}")
+        raise WireError(f"{name}: unknown dtype {clip(t.dtype, 24)}; allowed: {sorted(ALLOWED_DTYPES)}")
+    if len(t.shape) > MAX_TENSOR_DIMS:
+        raise WireError(f"{name}: {len(t.shape)} dimensions, at most {MAX_TENSOR_DIMS} allowed")
     shape = tuple(t.shape)
-    if len(shape) > MAX_TENSOR_DIMS:
-        raise WireError(f"{name}: {len(shape)} dimensions, at most {MAX_TENSOR_DIMS} allowed")
     if shape and min(shape) < 0:
         raise WireError(f"{name}: negative dimension in shape {shape}")
     expected = math.prod(shape) * dtype.itemsize
@@ -125,9 +135,48 @@ def decode_observation(req: pb.ObservationRequest, *, finite: bool = True) -> di
     ``finite=False`` (the server checks the keys it uses in ``check_observation``)."""
     obs: dict[str, Any] = {}
     for key, t in req.observation.items():
-        arr = decode_tensor(t, name=f"observation[{key!r}]")
+        name = f"observation[{clip(key)}]"
+        arr = decode_tensor(t, name=name)
         if finite:
-            check_finite(arr, f"observation[{key!r}]")
+            check_finite(arr, name)
+        obs[key] = arr
+    obs[TASK] = req.task
+    return obs
+
+
+def decode_observation_for_spec(
+    req: pb.ObservationRequest,
+    spec: Mapping[str, FeatureSpec],
+    *,
+    max_extra_keys: int = 8,
+    max_task_chars: int = 4096,
+) -> dict[str, Any]:
+    """The server's general path: exactly the spec's keys, each checked (dtype, shape, byte
+    length, finite floats), plus ``task``. Keys beyond the spec are not decoded (the
+    policy never sees them), but at most ``max_extra_keys`` of them are accepted. Error
+    messages name the field and quote client text only up to a bounded length."""
+    tensors = req.observation
+    n = len(tensors)
+    if n > len(spec) + max_extra_keys:
+        raise WireError(
+            f"observation has {n} tensors; this policy reads {len(spec)} and at most {max_extra_keys} "
+            "more are accepted (--max_extra_keys)"
+        )
+    if len(req.task) > max_task_chars:
+        raise WireError(f"task is {len(req.task)} characters; at most {max_task_chars} are accepted")
+    obs: dict[str, Any] = {}
+    for key, feat in spec.items():
+        if key not in tensors:  # (indexing a message map would insert the key)
+            have = sorted(tensors)
+            listed = ", ".join(clip(k, 32) for k in have[:8]) + (f", ... ({len(have)} keys)" if len(have) > 8 else "")
+            raise WireError(f"observation is missing required key {key!r} (has: {listed or 'none'})")
+        name = f"observation[{key!r}]"
+        arr = decode_tensor(tensors[key], name=name)
+        if arr.shape != tuple(feat.shape):
+            raise WireError(f"{name} has shape {arr.shape}, expected {tuple(feat.shape)}")
+        if arr.dtype != np.dtype(feat.dtype):
+            raise WireError(f"{name} has dtype {arr.dtype}, expected {np.dtype(feat.dtype)}")
+        check_finite(arr, name)
         obs[key] = arr
     obs[TASK] = req.task
     return obs
@@ -180,17 +229,25 @@ class SpecDecoder:
         return obs
 
 
-def decode_prefix(req: pb.ObservationRequest, action_dim: int) -> Prefix | None:
-    """``Prefix(action_context, estimated_delay)`` or None when no context was sent."""
+def decode_prefix(req: pb.ObservationRequest, action_dim: int, max_rows: int | None = None) -> Prefix | None:
+    """``Prefix(action_context, estimated_delay)`` or None when no context was sent.
+
+    The context must be float32 (what the protocol says and ``encode_request`` sends):
+    another dtype is rejected rather than cast, so no value can silently overflow to inf
+    on the way to the policy; the values are checked to be finite as they will be used."""
     if not req.HasField("action_context"):
         return None
     ctx = decode_tensor(req.action_context, name="action_context")
+    if ctx.dtype != _F32:
+        raise WireError(f"action_context has dtype {ctx.dtype}, expected float32")
     if ctx.ndim != 2 or ctx.shape[1] != action_dim:
         raise WireError(f"action_context must have shape (N, {action_dim}), got {ctx.shape}")
+    if max_rows is not None and ctx.shape[0] > max_rows:
+        raise WireError(f"action_context has {ctx.shape[0]} rows; at most {max_rows} are accepted")
     check_finite(ctx, "action_context")
     if req.estimated_delay < 0:
         raise WireError(f"estimated_delay must be >= 0, got {req.estimated_delay}")
-    return Prefix(actions=ctx.astype(np.float32), delay=int(req.estimated_delay))
+    return Prefix(actions=ctx.copy(), delay=int(req.estimated_delay))  # writable, owns its memory
 
 
 # ---------------------------------------------------------------- metadata
