@@ -24,6 +24,15 @@ checks, but no queue, no condition-variable round and no gather.
 Backpressure: the queue is bounded (``max_queue``); a full queue raises
 RESOURCE_EXHAUSTED at enqueue time. A request whose deadline passes before the model
 gets to it fails with DEADLINE_EXCEEDED; nothing is dropped silently.
+
+Failures stay with the request that caused them. Every chunk the policy returns is
+checked: shape ``(B, H, action_dim)`` and every value finite. A row with NaN or inf is
+never sent as actions; if the policy raises, returns a wrong shape, or returns a
+non-finite row in a batch of several, the batch is split in halves and each half run
+again (recursively), so batch-mates of a bad request get their own chunk and only the
+request that fails alone gets INTERNAL (``policy failed: ...`` / ``policy returned
+non-finite actions ...``). A poisoned request costs at most ~2 log2(B) extra forward
+passes.
 """
 
 from __future__ import annotations
@@ -44,6 +53,13 @@ from chunkwise.types import TASK, Prefix, stack_observations
 log = logging.getLogger(__name__)
 
 
+def _waited(item: "WorkItem", now: float) -> str:
+    queued = f"{1000 * (now - item.enqueued):.1f} ms in the model queue"
+    if item.arrival is None:
+        return f"after {queued}"
+    return f"{1000 * (now - item.arrival):.1f} ms after it arrived ({queued})"
+
+
 @dataclass
 class BatchResult:
     actions: np.ndarray  # (H, A)
@@ -61,6 +77,7 @@ class WorkItem:
     mode: str = ""  # prefix mode the client asked for ("" = the policy as served)
     enqueued: float = field(default_factory=time.monotonic)
     alive: Callable[[], bool] | None = None  # False once the client disconnected
+    arrival: float | None = None  # when the request reached the server (deadline messages)
     result: BatchResult | None = None
     error: ServingError | None = None
     taken: bool = False  # a leader has it (it is no longer in the queue)
@@ -80,13 +97,18 @@ class DynamicBatcher:
         max_queue: int = 256,
         expected_batch: Callable[[], int] | None = None,
         predict_mode: Callable[[str], Callable[[dict[str, Any], list[Prefix | None] | None], np.ndarray]] | None = None,
+        action_dim: int | None = None,
     ) -> None:
         """``predict_mode(mode)`` is the predict function of a prefix mode; a gathered batch
-        runs one forward pass per mode present in it."""
+        runs one forward pass per mode present in it. ``action_dim`` (if given) is checked
+        on every chunk the policy returns."""
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms >= 0")
         self._predict = predict
         self._predict_mode = predict_mode
+        self.action_dim = action_dim
+        self.reruns = 0  # forward passes spent isolating failing requests
+        self._tracebacks_logged: set[str] = set()
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -152,8 +174,8 @@ class DynamicBatcher:
                 self._queue.remove(item)
                 item.error = ServingError(
                     grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"request waited {1000 * (time.monotonic() - item.enqueued):.1f} ms in the queue "
-                    f"({len(self._queue)} others waiting) and missed its deadline",
+                    f"request missed its deadline {_waited(item, time.monotonic())} "
+                    f"({len(self._queue)} others waiting)",
                 )
                 return
             # A taken item finishes with its batch; keep waiting for it.
@@ -202,8 +224,7 @@ class DynamicBatcher:
             item.error = ServingError(grpc.StatusCode.CANCELLED, "client went away")
         elif now > item.deadline:
             item.error = ServingError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"request waited {1000 * (now - item.enqueued):.1f} ms in the queue and missed its deadline",
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"request missed its deadline {_waited(item, now)}"
             )
         else:
             batch.append(item)
@@ -243,11 +264,34 @@ class DynamicBatcher:
                 for it in items:
                     it.error = err
                 return
-            predict = self._predict_mode(mode)
+            try:
+                predict = self._predict_mode(mode)
+            except Exception as exc:  # noqa: BLE001 - building the mode's view failed
+                err = self._policy_error(exc, len(items))
+                for it in items:
+                    it.error = err
+                return
+        self._run_split(predict, items)
+        self._last_batch = len(items)
+
+    def _policy_error(self, exc: BaseException, n: int) -> ServingError:
+        msg = f"{type(exc).__name__}: {exc}"
+        if len(msg) > 300:
+            msg = msg[:300] + "..."
+        kind = type(exc).__name__
+        if kind not in self._tracebacks_logged:  # the first of each kind with its traceback;
+            self._tracebacks_logged.add(kind)  # the service logs every failure (rate-limited)
+            log.warning("predict_chunk raised %s for a request run alone (first of its kind; later ones are "
+                        "counted in the rejection log lines)", kind, exc_info=exc)
+        return ServingError(grpc.StatusCode.INTERNAL, f"policy failed: {msg}")
+
+    def _run_split(self, predict: Callable, items: list[WorkItem]) -> None:
+        """Run ``items`` as one batch; isolate failing requests by halving (module doc)."""
         t_start = time.monotonic()
+        n = len(items)
         try:
             t0 = time.perf_counter()
-            if len(items) == 1:  # views, no copy of (possibly large) images
+            if n == 1:  # views, no copy of (possibly large) images
                 obs = {k: ([v] if k == TASK else v[None]) for k, v in items[0].obs.items()}
             else:
                 obs = stack_observations([it.obs for it in items])
@@ -255,22 +299,49 @@ class DynamicBatcher:
             t1 = time.perf_counter()
             actions = predict(obs, prefixes if any(p is not None for p in prefixes) else None)
             t2 = time.perf_counter()
-            actions = np.asarray(actions, dtype=np.float32)
-            if actions.ndim != 3 or actions.shape[0] != len(items):
-                raise RuntimeError(f"policy returned shape {actions.shape} for a batch of {len(items)}")
-        except Exception as exc:  # a policy bug must not take the server down
-            log.exception("predict_chunk failed for a batch of %d", len(items))
-            err = ServingError(grpc.StatusCode.INTERNAL, f"policy failed: {type(exc).__name__}: {exc}")
-            for it in items:
-                it.error = err
+            with np.errstate(over="ignore", invalid="ignore"):  # a float64 overflow is inf: checked below
+                actions = np.asarray(actions, dtype=np.float32)
+            if (actions.ndim != 3 or actions.shape[0] != n or actions.shape[1] < 1
+                    or (self.action_dim is not None and actions.shape[2] != self.action_dim)):
+                want = f"({n}, H, {self.action_dim if self.action_dim is not None else 'A'})"
+                raise RuntimeError(f"policy returned shape {actions.shape} for a batch of {n}, expected {want}")
+        except Exception as exc:  # a policy bug must not take the server down, nor fail batch-mates
+            if n > 1:
+                self._rerun_halves(predict, items)
+                return
+            items[0].error = self._policy_error(exc, n)
             return
-        self.batch_sizes[len(items)] += 1
-        self._last_batch = len(items)
+        finite = np.isfinite(actions.reshape(n, -1)).all(axis=1)
+        self.batch_sizes[n] += 1
+        bad: list[WorkItem] = []
         for i, it in enumerate(items):
+            if not finite[i]:
+                bad.append(it)
+                continue
             it.result = BatchResult(
                 actions=actions[i],
                 queue_wait_ms=1000 * (t_start - it.enqueued),
                 stack_ms=1000 * (t1 - t0),
                 model_ms=1000 * (t2 - t1),
-                batch_size=len(items),
+                batch_size=n,
             )
+        if not bad:
+            return
+        if n == 1:
+            count = int((~np.isfinite(actions)).sum())
+            items[0].error = ServingError(
+                grpc.StatusCode.INTERNAL,
+                f"policy returned non-finite actions ({count} of {actions[0].size} values NaN or inf) for this "
+                "request; no action is sent (check the observation's scale)",
+            )
+        elif len(bad) < n:
+            self.reruns += 1
+            self._run_split(predict, bad)  # a strict subset: always terminates
+        else:
+            self._rerun_halves(predict, items)
+
+    def _rerun_halves(self, predict: Callable, items: list[WorkItem]) -> None:
+        half = len(items) // 2
+        self.reruns += 2
+        self._run_split(predict, items[:half])
+        self._run_split(predict, items[half:])
