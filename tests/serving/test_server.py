@@ -100,7 +100,7 @@ def test_backpressure_and_deadlines_give_statuses_not_silent_drops():
 
 
 def test_token_required_off_loopback_and_enforced():
-    with pytest.raises(ValueError, match="without --token"):
+    with pytest.raises(ValueError, match="without a token"):
         ServeConfig(policy=ServePolicyConfig(type="echo"), host="0.0.0.0")
     with pytest.raises(ValueError, match="exactly one of --policy.path"):
         ServeConfig()

@@ -68,6 +68,17 @@ def make_channel(
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1000),
+        # One TCP connection per RemotePolicy (gRPC would otherwise share one between all
+        # channels to the same address in a process); the server limits streams and
+        # sessions per connection.
+        ("grpc.use_local_subchannel_pool", 1),
+        # Keepalive: detect a dead server or a half-open connection within ~30 s while a
+        # call is open (the server accepts pings down to every 10 s).
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.ping_timeout_ms", 10_000),  # any unanswered ping, not only keepalive ones
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.http2.max_pings_without_data", 0),
     ]
     if root_certificates is not None:
         return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates), options=options)

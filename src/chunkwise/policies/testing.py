@@ -18,6 +18,7 @@ without training anything.
 
 from __future__ import annotations
 
+import collections
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Sequence
@@ -76,7 +77,9 @@ class EchoPolicy:
     cfg: TestPolicyConfig = field(default_factory=TestPolicyConfig)
 
     def __post_init__(self) -> None:
-        self.received_prefixes: list[Prefix | None] = []
+        # The most recent prefixes received (tests inspect them); bounded, so a long-running
+        # server does not keep every prefix ever sent.
+        self.received_prefixes: collections.deque[Prefix | None] = collections.deque(maxlen=1024)
         self.batch_sizes: list[int] = []
         self._metadata = PolicyMetadata(
             observation_spec=self.cfg.observation_spec(),
