@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "scheduler overhead per control step vs a MetaWorld env step (target < 2%)",
     ),
     "serve": ("chunkwise.serving.bench_serve", "PolicyServer latency/throughput vs gRPC echo, pickle and openpi patterns"),
+    "fuzz": ("chunkwise.serving.fuzz", "fuzzed requests against `chunkwise serve`: 0 crashes, hangs, OK with non-finite"),
     "clocks": (
         "chunkwise.eval.clocks",
         "virtual clock vs wall clock: a served policy at several latencies, then the same with the measured delays",
