@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--n_workers={cfg.n_workers}",
             f"--seed={cfg.eval_seed}",
             f"--output_dir={sweep_dir}",
+            "--overwrite=true",
         ],
     )
     total = time.perf_counter() - t_start

@@ -43,3 +43,19 @@ def test_help_shows_every_default_once(command):
     blocks = re.split(r"\n  (?=--)", body)[1:]
     missing = [b.split()[0] for b in blocks if "(default:" not in b and not b.startswith("--help")]
     assert not missing, f"flags without a default in --help: {missing}"
+
+
+def test_eval_and_sweep_refuse_to_overwrite_results(tmp_path):
+    out = tmp_path / "run"
+    base = ["--env.task=reach-v3", "--env.max_episode_steps=5", "--n_episodes=1", f"--output_dir={out}"]
+    for cmd in (["eval"], ["sweep", "--delays=0", "--strategies=sync", "--n_workers=1", "--plot=false"]):
+        run = lambda *extra: subprocess.run([sys.executable, "-m", "chunkwise.cli", *cmd, *base, *extra],  # noqa: E731
+                                            capture_output=True, text=True, timeout=300)
+        assert run().returncode == 0
+        assert (out / "config.json").is_file()
+        r = run()
+        assert r.returncode == 2 and "already holds results; pass --overwrite=true" in r.stderr, r.stderr
+        assert run("--overwrite=true").returncode == 0
+        import shutil
+
+        shutil.rmtree(out)

@@ -75,3 +75,27 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
             old.unlink()
         else:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare_output_dir(path: str | Path, *, overwrite: bool = False, resume: bool | None = False) -> Path:
+    """The one rule for every command that writes a run: an existing, non-empty output
+    directory is refused unless ``--overwrite=true`` (it is replaced) or ``--resume=true``
+    (it is continued; None: the command cannot resume)."""
+    path = Path(path)
+    if overwrite and resume:
+        raise ValueError("--overwrite=true and --resume=true exclude each other")
+    # a run that stopped before writing anything but its config.json holds no results
+    if path.is_dir() and any(p.name != "config.json" for p in path.iterdir()):
+        if overwrite:
+            aside = path.parent / f".{path.name}.old.{os.getpid()}"
+            os.replace(path, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        elif not resume:
+            raise FileExistsError(
+                f"--output_dir={path} already holds results; pass --overwrite=true to replace them"
+                + (" or --resume=true to continue" if resume is not None else "")
+            )
+    elif path.exists() and not path.is_dir():
+        raise FileExistsError(f"--output_dir={path} is a file")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -55,6 +55,7 @@ class EvalConfig:
     inference_delay_ms: float | None = None  # if set: d = ceil(ms * env.fps / 1000)
     n_workers: int = 1
     output_dir: str | None = None
+    overwrite: bool = False  # replace an eval.json already in --output_dir
     # --- against a PolicyServer (wall clock) instead of the virtual clock ---
     server: str | None = None  # host:port of a PolicyServer; the server chose the policy
     token: str = ""  # the server's --token (required off loopback)
@@ -288,12 +289,17 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError:
         return 2
     try:
+        if cfg.output_dir:
+            from chunkwise.common.files import prepare_output_dir
+
+            prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite, resume=None)
+            atomic_write_json(Path(cfg.output_dir) / "config.json", _config_dict(cfg))
         if cfg.server:
             result = evaluate_remote(cfg)
         else:
             cfg = check_checkpoint(cfg)
             result = None
-    except (ValueError, FileNotFoundError, ConnectionError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as e:
         print(f"chunkwise eval: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # RemoteError: the server refused a request

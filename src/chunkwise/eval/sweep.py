@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from chunkwise.envs.base import EnvConfig
+from chunkwise.common.files import prepare_output_dir
 from chunkwise.eval.common import (
     CLIError,
     parse_cli,
@@ -68,6 +69,7 @@ class SweepConfig:
     temporal_ensemble_m: float = 0.01
     n_workers: int = 2
     output_dir: str = "outputs/sweep"
+    overwrite: bool = False  # replace the results already in --output_dir
     plot: bool = True
     progress: bool | None = None  # tqdm bar on stderr; default: only when stderr is a terminal
 
@@ -226,6 +228,13 @@ def write_outputs(cfg: SweepConfig, rows: list[dict[str, Any]], seconds: float) 
     return out
 
 
+def _resolved_config(cfg: SweepConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["env"] = {"type": cfg.env.type, **asdict(cfg.env), "task": cfg.task_list}
+    d.update(tasks=cfg.task_list, delays=cfg.delay_list, strategies=cfg.strategy_list)
+    return d
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_cli(SweepConfig, argv, "sweep")
@@ -237,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:  # checkpoint / env / strategy mismatch
         print(f"chunkwise sweep: error: {e}", file=sys.stderr)
         return 2
+    try:
+        out_dir = prepare_output_dir(cfg.output_dir, overwrite=cfg.overwrite, resume=None)
+    except (ValueError, FileExistsError) as e:
+        print(f"chunkwise sweep: error: {e}", file=sys.stderr)
+        return 2
+    atomic_write_json(out_dir / "config.json", _resolved_config(cfg))
     rows = sweep(cfg, check=False)
     seconds = time.perf_counter() - t0
     print(format_table(rows, ci=True))
