@@ -6,7 +6,7 @@
 Rows of the same (task, strategy, delay) from several files (e.g. two seed batches) are
 pooled episode by episode; ``file:suffix`` renames that file's strategies to
 ``<strategy><suffix>`` (a second checkpoint). Writes ``<out>.md`` (table + target check)
-and ``<out>.png`` (the sweep plot). Targets (issue 5): the best prefix-aware strategy keeps
+and ``<out>.png`` (the sweep plot). Targets: the best prefix-aware strategy keeps
 >= 90% of its delay-0 success at d = 4, and cuts seam discontinuity by >= 30% against
 latest_only: a seam change of -30% or less (a cut is a negative change, as in docs/flow.md).
 """

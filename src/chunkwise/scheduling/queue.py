@@ -27,8 +27,7 @@ Rules (LeRobot's, made exact):
 - Gaps inside the queue cannot arise from the executors (a chunk is requested from the
   current step, so its kept labels start at or before ``tail + 1``); if a caller merges a
   chunk that starts further ahead, the hole stays a hole and ``pop(now)`` stalls there.
-- ``peek(n)`` returns the next n queued actions without removing anything (seed 000's
-  action context); ``leftover()`` exports all unexecuted actions (the prefix for RTC).
+- ``peek(n)`` returns the next n queued actions without removing anything (the delta expert's action context); ``leftover()`` exports all unexecuted actions (the prefix for RTC).
 """
 
 from __future__ import annotations

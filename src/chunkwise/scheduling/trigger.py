@@ -1,6 +1,6 @@
 """When to send a new observation.
 
-LeRobot's rule (seed 001): send when the queue has run down to a fraction g of a chunk,
+LeRobot's rule (its async inference client): send when the queue has run down to a fraction g of a chunk,
 
     queue_len / actions_per_chunk <= g          (g = chunk_size_threshold, in [0, 1])
 

@@ -1,4 +1,4 @@
-"""Delta expert (seed 000): context encoding, zeros fallback, timestep alignment."""
+"""Delta expert: context encoding, zeros fallback, timestep alignment."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ class ACTConfig(PolicyConfig):
     kl_weight: float = 10.0  # loss = L1(actions) + kl_weight * KL(q(z|s,a) || N(0, I))
     use_images: bool = False  # read the dataset's cameras through the conv backbone
     image_backbone_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
-    # Named slices [start, end) of the action vector, one output head each (seed 003), e.g.
+    # Named slices [start, end) of the action vector, one output head each, e.g.
     # {"xyz": [0, 3], "gripper": [3, 4]}. None: one head over the whole action.
     action_groups: dict[str, list[int]] | None = None
 

@@ -30,7 +30,7 @@ def _check_choice(name: str, value: str, literal: object) -> None:
 class FlowConfig(PolicyConfig):
     """``--policy.type=flow``. Sizes default to a ~1M-parameter model that trains on CPU.
 
-    Time convention everywhere: t = 0 is noise, t = 1 is data (seed 002, pi0).
+    Time convention everywhere: t = 0 is noise, t = 1 is data (as in pi0).
     ``chunk_size`` (H), ``n_action_steps`` and the optimiser settings come from PolicyConfig.
     """
 
@@ -60,7 +60,7 @@ class FlowConfig(PolicyConfig):
     # --- which prefix-aware inference predict_chunk uses (can be changed after loading) ---
     prefix_mode: PrefixMode = "none"
     rtc: RTCConfig = field(default_factory=RTCConfig)
-    # --- delta expert (seed 000) ---
+    # --- delta expert (action context) ---
     delta_expert: bool = False
     action_context_length: int = 5  # N queued actions sent as context
     delta_timestep: float = 0.5  # the encoded context is treated as x_t at this t

@@ -1,4 +1,4 @@
-"""Delta expert with action context (seed 000).
+"""Delta expert with action context.
 
 The client sends the next N (default 5) queued actions with the observation; a second
 action expert starts from their encoding instead of from noise and outputs a chunk that
@@ -39,7 +39,7 @@ from chunkwise.policies.flow.model import ObsEncoding, VelocityNet
 def resample_to_chunk(x: torch.Tensor, chunk_size: int, fill: str = "tile") -> torch.Tensor:
     """(B, N, A) -> (B, chunk_size, A).
 
-    N < H: ``tile`` repeats the whole sequence (seed 000's repeat-fill: q0..q4, q0..q4, ...);
+    N < H: ``tile`` repeats the whole sequence (a repeat-fill: q0..q4, q0..q4, ...);
     ``hold_last`` keeps q0..q_{N-1} and repeats the last action. N > H: linear interpolation
     over the N points (endpoints kept). N == H: unchanged.
     """
@@ -61,7 +61,7 @@ class DeltaExpert(nn.Module):
         super().__init__()
         self.cfg = cfg
         D = cfg.dim_model
-        # seed 000: Linear(action_dim -> hidden) -> ReLU -> Linear(hidden -> action_dim)
+        # the context encoder: Linear(action_dim -> hidden) -> ReLU -> Linear(hidden -> action_dim)
         self.action_context_encoder = nn.Sequential(nn.Linear(action_dim, D), nn.ReLU(), nn.Linear(D, action_dim))
         self.net = VelocityNet(cfg, action_dim, cfg.delta_n_blocks)
 

@@ -1,4 +1,4 @@
-"""Flow-matching action head (GR00T / pi0 style, seed 002) sized for CPU.
+"""Flow-matching action head (GR00T / pi0 style) sized for CPU.
 
     observation ──► ObservationEncoder ──► obs tokens  [state, task, camera patches]   (K/V)
                                       └──► state token

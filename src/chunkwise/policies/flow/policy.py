@@ -6,7 +6,7 @@
     rtc_guided    Euler + RTC guidance toward the queued prefix (policies/rtc.py)
     rtc_trained   Euler with indices < d set to the queued actions at flow time 1
                   (needs ``rtc_training``; no extra compute)
-    delta_expert  delta expert from the encoded action context (seed 000)
+    delta_expert  delta expert from the encoded action context
 
 The observation is encoded once per request; every denoising step (and the delta expert)
 reuses it. Queued prefix actions arrive in env units and are normalized like the targets.
