@@ -1,5 +1,6 @@
 """The whole flow, small: ``chunkwise rl`` -> ``eval`` / ``sweep --policy.path=<rl run dir>``
--> ``serve --policy.path=<rl run dir>`` in a real server process, remote == local."""
+-> ``serve --policy.path=<rl run dir>`` in a real server process, remote == local, and
+``chunkwise eval --server`` against it."""
 
 from __future__ import annotations
 
@@ -73,3 +74,8 @@ def test_served_rl_run_matches_local_inference(rl_run: Path) -> None:
                                            local.predict_chunk(stack_observations([o])), rtol=1e-5, atol=1e-6)
             batch = stack_observations(obs)
             np.testing.assert_allclose(remote.predict_chunk(batch), local.predict_chunk(batch), rtol=1e-5, atol=1e-6)
+        # and a simulator against it, as a user would: chunkwise eval --server
+        from chunkwise.eval.run import main as eval_main
+
+        assert eval_main([*ENV, f"--server={srv.address}", "--n_episodes=2", "--strategy=sync",
+                          "--time_scale=4"]) == 0
