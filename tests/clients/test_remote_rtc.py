@@ -12,22 +12,16 @@ torch = pytest.importorskip("torch")
 
 from chunkwise.clients.remote_policy import RemotePolicy  # noqa: E402
 from chunkwise.serving.process import ServerProcess  # noqa: E402
-from chunkwise.types import FeatureSpec, Prefix  # noqa: E402
+from chunkwise.types import Prefix  # noqa: E402
 
 TOKEN = "0123-secret"
 
 
 @pytest.fixture(scope="module")
-def flow_checkpoint(tmp_path_factory):
-    from chunkwise.policies.common.trainable import DatasetInfo
+def flow_checkpoint(tmp_path_factory, metaworld_info):
     from chunkwise.policies.flow.config import FlowConfig
 
-    info = DatasetInfo(
-        observation_spec={"observation.state": FeatureSpec((39,), "float32")}, action_dim=4, fps=80.0,
-        stats={"observation.state": {"mean": np.zeros(39, np.float32), "std": np.ones(39, np.float32)},
-               "action": {"mean": np.zeros(4, np.float32), "std": np.full(4, 0.5, np.float32)}},
-        task="push-v3",
-    )
+    info = metaworld_info("push-v3")
     torch.manual_seed(0)
     cfg = FlowConfig(chunk_size=10, n_action_steps=5, dim_model=32, n_heads=2, n_blocks=1, n_future_tokens=2,
                      delta_n_blocks=1, rtc_max_delay=6, rtc_training=True, delta_expert=True, action_context_length=3)

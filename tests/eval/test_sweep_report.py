@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 
@@ -158,21 +157,14 @@ def test_scripted_policy_with_a_flow_strategy_fails_before_any_cell(tmp_path, mo
 
 
 @pytest.fixture(scope="module")
-def flow_checkpoint(tmp_path_factory):
+def flow_checkpoint(tmp_path_factory, metaworld_info):
     """An untrained flow checkpoint shaped for MetaWorld (39-d state, 4-d action, 80 fps),
     trained neither with rtc_training nor a delta expert."""
     import torch
 
-    from chunkwise.policies.common.trainable import DatasetInfo
     from chunkwise.policies.flow.config import FlowConfig
-    from chunkwise.types import FeatureSpec
 
-    info = DatasetInfo(
-        observation_spec={"observation.state": FeatureSpec((39,), "float32")}, action_dim=4, fps=80.0,
-        stats={"observation.state": {"mean": np.zeros(39, np.float32), "std": np.ones(39, np.float32)},
-               "action": {"mean": np.zeros(4, np.float32), "std": np.ones(4, np.float32)}},
-        task="drawer-close-v3",
-    )
+    info = metaworld_info("drawer-close-v3", action_std=1.0)
     torch.manual_seed(0)
     cfg = FlowConfig(chunk_size=8, n_action_steps=4, dim_model=32, n_heads=2, n_blocks=1, n_future_tokens=2,
                      delta_n_blocks=1, rtc_max_delay=4)

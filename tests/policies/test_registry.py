@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
 
 from chunkwise.policies.registry import checkpoint_dir, families, get_family
@@ -33,19 +32,11 @@ def test_a_family_strategies_are_listed_without_importing_the_family():
     assert {"rtc_guided", "delta_expert", "oracle_prefix"} <= set(valid_strategy_names())
 
 
-def _act_checkpoint(path, task="push-v3"):
+def _act_checkpoint(path, info):
     import torch
 
     from chunkwise.policies.act.config import ACTConfig
-    from chunkwise.policies.common.trainable import DatasetInfo
-    from chunkwise.types import FeatureSpec
 
-    info = DatasetInfo(
-        observation_spec={"observation.state": FeatureSpec((39,), "float32")}, action_dim=4, fps=80.0,
-        stats={"observation.state": {"mean": np.zeros(39, np.float32), "std": np.ones(39, np.float32)},
-               "action": {"mean": np.zeros(4, np.float32), "std": np.full(4, 0.5, np.float32)}},
-        task=task,
-    )
     torch.manual_seed(0)
     cfg = ACTConfig(chunk_size=8, n_action_steps=4, dim_model=32, dim_feedforward=64, n_heads=2, latent_dim=8,
                     n_encoder_layers=1, n_decoder_layers=1, n_vae_encoder_layers=1)
@@ -53,10 +44,10 @@ def _act_checkpoint(path, task="push-v3"):
     return path
 
 
-def test_policy_type_means_the_family_in_eval_and_a_run_dir_is_its_last_checkpoint(tmp_path, capsys):
+def test_policy_type_means_the_family_in_eval_and_a_run_dir_is_its_last_checkpoint(tmp_path, capsys, metaworld_info):
     from chunkwise.eval.run import main
 
-    ckpt = _act_checkpoint(tmp_path / "run" / "checkpoints" / "step_1")
+    ckpt = _act_checkpoint(tmp_path / "run" / "checkpoints" / "step_1", metaworld_info("push-v3"))
     (tmp_path / "run" / "checkpoints" / "last").symlink_to("step_1")
     assert checkpoint_dir(tmp_path / "run") == tmp_path / "run" / "checkpoints" / "last"
     base = ["--env.task=drawer-close-v3", "--env.max_episode_steps=10", "--n_episodes=1"]

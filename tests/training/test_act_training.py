@@ -195,20 +195,14 @@ def test_cli_collect_train_eval_end_to_end(tmp_path, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_in_training_eval_matches_the_runtime_executor() -> None:
+def test_in_training_eval_matches_the_runtime_executor(metaworld_info) -> None:
     """evaluate_sync (VirtualClockExecutor, sync, d=0) == the fallback loop, step for step."""
     from chunkwise.envs import MetaWorldEnvConfig
     from chunkwise.training.rollout import evaluate_loop, evaluate_sync
 
-    from chunkwise.policies.common.trainable import DatasetInfo
-    from chunkwise.types import FeatureSpec
 
     policy = config(Path("unused"), 1).policy
-    info = DatasetInfo(
-        observation_spec={"observation.state": FeatureSpec((39,), "float32")}, action_dim=4, fps=80.0,
-        stats={"observation.state": {"mean": np.zeros(39, np.float32), "std": np.ones(39, np.float32)},
-               "action": {"mean": np.zeros(4, np.float32), "std": np.full(4, 0.5, np.float32)}},
-    )
+    info = metaworld_info(task=None)
     torch.manual_seed(0)
     act = policy.make_policy(info)
     env_cfg = MetaWorldEnvConfig(task="reach-v3", max_episode_steps=30)
