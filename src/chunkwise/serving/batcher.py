@@ -51,6 +51,7 @@ from chunkwise.serving.sessions import ServingError
 from chunkwise.types import TASK, Prefix, stack_observations
 
 log = logging.getLogger(__name__)
+_F32 = np.dtype(np.float32)
 
 
 def _waited(item: "WorkItem", now: float) -> str:
@@ -299,8 +300,9 @@ class DynamicBatcher:
             t1 = time.perf_counter()
             actions = predict(obs, prefixes if any(p is not None for p in prefixes) else None)
             t2 = time.perf_counter()
-            with np.errstate(over="ignore", invalid="ignore"):  # a float64 overflow is inf: checked below
-                actions = np.asarray(actions, dtype=np.float32)
+            if type(actions) is not np.ndarray or actions.dtype != _F32:
+                with np.errstate(over="ignore", invalid="ignore"):  # a float64 overflow is inf: checked below
+                    actions = np.asarray(actions, dtype=_F32)
             if (actions.ndim != 3 or actions.shape[0] != n or actions.shape[1] < 1
                     or (self.action_dim is not None and actions.shape[2] != self.action_dim)):
                 want = f"({n}, H, {self.action_dim if self.action_dim is not None else 'A'})"
@@ -311,11 +313,11 @@ class DynamicBatcher:
                 return
             items[0].error = self._policy_error(exc, n)
             return
-        finite = np.isfinite(actions.reshape(n, -1)).all(axis=1)
+        finite = None if np.isfinite(actions).all() else np.isfinite(actions.reshape(n, -1)).all(axis=1)
         self.batch_sizes[n] += 1
         bad: list[WorkItem] = []
         for i, it in enumerate(items):
-            if not finite[i]:
+            if finite is not None and not finite[i]:
                 bad.append(it)
                 continue
             it.result = BatchResult(

@@ -291,13 +291,14 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         t0 = time.perf_counter()
         arrival = time.monotonic() if arrival is None else arrival
         owner = owner or self._owner(context, peer_of(context))
-        # Cheap checks first: a request for a session that is not (or no longer) the
-        # client's costs no decoding. Nothing is recorded until the request is valid.
-        self.sessions.check(request.session_id, request.episode_id, request.timestep, owner)
         try:
             # Hot path: a request that matches the spec exactly, checked key by key
             # against precomputed dtype/shape/length (and NaN/inf); else the general path.
             obs = self._fast_decoder.decode(request)
+            if obs is None:
+                # Before any general decoding: a request for a session that is not (or
+                # no longer) the client's costs nothing more. Nothing is recorded yet.
+                self.sessions.check(request.session_id, request.episode_id, request.timestep, owner)
             mode = request.prefix_mode
             n = self._prefix_length(mode)
             # The policy gets exactly what a local executor would give it (PolicyMetadata):

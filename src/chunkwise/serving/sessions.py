@@ -204,8 +204,13 @@ class SessionTable:
     def check(self, session_id: str, episode_id: int, timestep: int, owner: Owner = ANONYMOUS) -> None:
         """The checks of ``admit`` without recording anything (run before decoding, so a
         request for a session that is not the client's costs no decoding)."""
+        now = time.monotonic()
+        s = self._sessions.get(session_id)  # the common case needs no lock: admit() re-checks
+        if (s is not None and s.owner == owner and s.episode_id == episode_id and timestep > s.last_timestep
+                and now - s.last_seen <= self.ttl_s):
+            return
         with self._lock:
-            self._checked(session_id, episode_id, timestep, owner, time.monotonic())
+            self._checked(session_id, episode_id, timestep, owner, now)
 
     def admit(self, session_id: str, episode_id: int, timestep: int, owner: Owner = ANONYMOUS) -> None:
         """Check a request against its session and record its timestep."""
