@@ -100,3 +100,18 @@ def test_sampled_delay_from_ms_samples():
     assert m.values == (1, 2, 3)
     assert np.allclose(m._p, [0.5, 0.25, 0.25])
     assert math.isclose(sum(m._p), 1.0)
+
+
+def test_replay_delay_gives_each_episode_its_measured_sequence_then_the_fallback():
+    import numpy as np
+
+    from chunkwise.scheduling import FixedDelay, ReplayDelay
+
+    d = ReplayDelay({3: [4, 1, 6]}, fallback=FixedDelay(2))
+    rng = np.random.default_rng(0)
+    d.reset(3)
+    assert [d.sample(rng) for _ in range(5)] == [4, 1, 6, 2, 2]
+    d.reset(7)  # unknown seed: the fallback throughout
+    assert [d.sample(rng) for _ in range(2)] == [2, 2]
+    d.reset(3)  # replays from the start for every episode with that seed
+    assert d.sample(rng) == 4 and d.max_delay == 6

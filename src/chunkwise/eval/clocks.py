@@ -5,10 +5,12 @@ For each model latency L (the served policy padded to take at least L ms per for
     1. wall:    ``chunkwise serve`` (a real process on loopback) + ``chunkwise eval --server``:
                 N episodes in real time (x ``time_scale``); every chunk's delay in control
                 steps is recorded
-    2. virtual: the same policy, strategy and seeds on the virtual clock, with delays drawn
-                from the distribution measured in 1 (``SampledDelay``)
+    2. virtual: the same policy, strategy and seeds on the virtual clock, twice: with delays
+                drawn independently from the distribution measured in 1 (``SampledDelay``),
+                and with each episode replaying the delay sequence measured for its seed
+                (``ReplayDelay``; bursts of long delays stay where they were)
     3. compare: success rate (Wilson 95 % CI), seam discontinuity and steps to success
-                (Student-t 95 % CI); "agree" when each virtual estimate lies inside the
+                (Student-t 95 % CI); a virtual estimate "agrees" when it lies inside the
                 wall-clock interval
 
     chunkwise bench clocks --policy_path=outputs/act_push/checkpoints/last --env.task=push-v3 \\
@@ -97,7 +99,7 @@ def run_wall(cfg: ClocksConfig, ms: float) -> dict[str, Any]:
     return result
 
 
-def run_virtual(cfg: ClocksConfig, ms: float, wall: dict[str, Any]) -> dict[str, Any]:
+def run_virtual(cfg: ClocksConfig, ms: float, wall: dict[str, Any], replay: bool = False) -> dict[str, Any]:
     from tqdm import tqdm
 
     from chunkwise.eval.metrics import episode_metrics, summarize
@@ -109,6 +111,11 @@ def run_virtual(cfg: ClocksConfig, ms: float, wall: dict[str, Any]) -> dict[str,
     counts = {int(d): n for d, n in wall["summary"]["delay_counts"].items()}
     total = sum(counts.values())
     delay = SampledDelay(sorted(counts), [counts[d] / total for d in sorted(counts)])
+    model: Any = delay
+    if replay:
+        from chunkwise.scheduling.delay import ReplayDelay
+
+        model = ReplayDelay({int(e["seed"]): e["delays"] for e in wall["episodes"]}, fallback=delay)
     execution, strat, _ = resolve_strategy(cfg.strategy, cfg.eval_config().base_execution())
     execution = replace(execution, prefix_delay="estimated")  # what the wall-clock client could know
     policy = cfg.local_policy()
@@ -117,13 +124,15 @@ def run_virtual(cfg: ClocksConfig, ms: float, wall: dict[str, Any]) -> dict[str,
         policy = spec.wrap_policy(policy)
     env = cfg.env.make()
     try:
-        ex = VirtualClockExecutor(env, policy, execution, delay)
+        ex = VirtualClockExecutor(env, policy, execution, model)
         seeds = episode_seeds(cfg.seed, cfg.n_episodes)
         episodes = [episode_metrics(ex.run_episode(s))
-                    for s in tqdm(seeds, desc=f"virtual L={ms:g}ms", unit="ep", disable=not cfg.progress)]
+                    for s in tqdm(seeds, desc=f"virtual L={ms:g}ms{' replay' if replay else ''}", unit="ep",
+                                  disable=not cfg.progress)]
     finally:
         env.close()
-    return {"model_ms": ms, "delay_model": {"values": list(delay.values), "probs": [float(p) for p in delay._p]},
+    return {"model_ms": ms, "replay": replay,
+            "delay_model": {"values": list(delay.values), "probs": [float(p) for p in delay._p]},
             "execution": asdict(execution), "summary": summarize(episodes), "episodes": [e.to_dict() for e in episodes]}
 
 
@@ -133,8 +142,18 @@ def _inside(x: float | None, lo: float | None, hi: float | None) -> bool | None:
     return lo - 1e-12 <= x <= hi + 1e-12
 
 
-def compare(wall: dict[str, Any], virtual: dict[str, Any]) -> dict[str, Any]:
-    w, v = wall["summary"], virtual["summary"]
+METRICS = ("success", "seam_discontinuity", "steps_to_success")
+
+
+def _triple(summary: dict[str, Any], key: str) -> list:
+    if key == "success":
+        return [summary["success_rate"], summary["success_ci_low"], summary["success_ci_high"]]
+    return [summary[key]["mean"], summary[key]["ci_low"], summary[key]["ci_high"]]
+
+
+def compare(wall: dict[str, Any], virtual: dict[str, Any], replay: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One latency: the wall-clock estimates and, per virtual run, whether each lies in the wall CI."""
+    w = wall["summary"]
     counts = {int(d): n for d, n in w["delay_counts"].items()}
     total = sum(counts.values())
     row: dict[str, Any] = {
@@ -143,14 +162,16 @@ def compare(wall: dict[str, Any], virtual: dict[str, Any]) -> dict[str, Any]:
         "delay_range": [min(counts), max(counts)] if counts else None,
         "rtt_p50_ms": wall["remote"]["round_trip_ms"]["p50"],
         "late_ticks": wall["remote"]["overrun_ticks"],
+        "wall": {k: _triple(w, k) for k in METRICS},
     }
-    row["success"] = {"wall": [w["success_rate"], w["success_ci_low"], w["success_ci_high"]],
-                      "virtual": [v["success_rate"], v["success_ci_low"], v["success_ci_high"]]}
-    row["success_agrees"] = _inside(v["success_rate"], w["success_ci_low"], w["success_ci_high"])
-    for key in ("seam_discontinuity", "steps_to_success"):
-        row[key] = {"wall": [w[key]["mean"], w[key]["ci_low"], w[key]["ci_high"]],
-                    "virtual": [v[key]["mean"], v[key]["ci_low"], v[key]["ci_high"]]}
-        row[f"{key}_agrees"] = _inside(v[key]["mean"], w[key]["ci_low"], w[key]["ci_high"])
+    for name, run in (("virtual", virtual), ("replay", replay)):
+        if run is None:
+            continue
+        v = run["summary"]
+        row[name] = {k: _triple(v, k) for k in METRICS}
+        row[f"{name}_agrees"] = {
+            k: _inside(_triple(v, k)[0], *_triple(w, k)[1:]) for k in METRICS
+        }
     return row
 
 
@@ -165,24 +186,25 @@ def _fmt(triple: list, pct: bool = False, digits: int = 3) -> str:
 
 
 def format_rows(rows: list[dict[str, Any]], title: str) -> str:
-    yes = {True: "yes", False: "**no**", None: "-"}
-    lines = [
-        title, "",
-        "| model ms | chunk delay (steps) | rtt p50 ms | success wall | success virtual | agree "
-        "| seam wall | seam virtual | agree | steps wall | steps virtual | agree |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    """Per latency: the wall-clock row, then each virtual row (✓: inside the wall-clock 95 % CI)."""
+    mark = {True: " ✓", False: " ✗", None: ""}
+    lines = [title, "",
+             "| model ms | clock | chunk delay, steps | success | seam discontinuity | steps to success |",
+             "|---|---|---|---|---|---|"]
+    labels = {"virtual": "virtual, i.i.d. delays", "replay": "virtual, replayed delays"}
     for r in rows:
         lo, hi = r["delay_range"] or (None, None)
-        lines.append(
-            f"| {r['model_ms']:g} | {r['mean_delay']:.2f} ({lo}–{hi}) | {r['rtt_p50_ms']:.1f} "
-            f"| {_fmt(r['success']['wall'], pct=True)} | {_fmt(r['success']['virtual'], pct=True)} "
-            f"| {yes[r['success_agrees']]} "
-            f"| {_fmt(r['seam_discontinuity']['wall'])} | {_fmt(r['seam_discontinuity']['virtual'])} "
-            f"| {yes[r['seam_discontinuity_agrees']]} "
-            f"| {_fmt(r['steps_to_success']['wall'], digits=1)} | {_fmt(r['steps_to_success']['virtual'], digits=1)} "
-            f"| {yes[r['steps_to_success_agrees']]} |"
-        )
+        w = r["wall"]
+        lines.append(f"| {r['model_ms']:g} | wall (rtt p50 {r['rtt_p50_ms']:.0f} ms) | {r['mean_delay']:.2f} ({lo}–{hi}) "
+                     f"| {_fmt(w['success'], pct=True)} | {_fmt(w['seam_discontinuity'])} "
+                     f"| {_fmt(w['steps_to_success'], digits=1)} |")
+        for name in ("virtual", "replay"):
+            if name not in r:
+                continue
+            v, ok = r[name], r[f"{name}_agrees"]
+            lines.append(f"| | {labels[name]} | | {_fmt(v['success'], pct=True)}{mark[ok['success']]} "
+                         f"| {_fmt(v['seam_discontinuity'])}{mark[ok['seam_discontinuity']]} "
+                         f"| {_fmt(v['steps_to_success'], digits=1)}{mark[ok['steps_to_success']]} |")
     return "\n".join(lines)
 
 
@@ -203,7 +225,13 @@ def run(cfg: ClocksConfig) -> list[dict[str, Any]]:
         else:
             virtual = run_virtual(cfg, ms, wall)
             atomic_write_json(virt_path, virtual)
-        rows.append(compare(wall, virtual))
+        replay_path = out / f"replay_{ms:g}.json"
+        if replay_path.is_file():
+            replay = json.loads(replay_path.read_text())
+        else:
+            replay = run_virtual(cfg, ms, wall, replay=True)
+            atomic_write_json(replay_path, replay)
+        rows.append(compare(wall, virtual, replay))
     what = cfg.policy_path or "scripted expert (served on the state)"
     title = (f"{cfg.env.task}, {what}, strategy {cfg.strategy}, H={cfg.actions_per_chunk}, "
              f"g={cfg.chunk_size_threshold}, {cfg.n_episodes} episodes per cell, fps {cfg.env.fps:g} x{cfg.time_scale:g}")

@@ -155,6 +155,9 @@ class LocalTransport:
     def start_episode(self, seed: int) -> None:
         # Delays have their own stream so that they do not depend on env/policy RNG use.
         self._rng = np.random.default_rng([int(seed), 0xDE1A])
+        reset = getattr(self.delay, "reset", None)
+        if reset is not None:  # delay models with per-episode state (ReplayDelay)
+            reset(int(seed))
         self._pending = []
         self._next = None
         self.policy.reset()

@@ -10,7 +10,7 @@ from chunkwise.scheduling.aggregate import (
     get_aggregate,
     register_aggregate,
 )
-from chunkwise.scheduling.delay import DelayModel, FixedDelay, SampledDelay, delay_steps_from_ms
+from chunkwise.scheduling.delay import DelayModel, FixedDelay, ReplayDelay, SampledDelay, delay_steps_from_ms
 from chunkwise.scheduling.queue import ActionQueue, MergeStats, TimedAction
 from chunkwise.scheduling.trigger import ObservationFilter, must_go, should_send_observation
 
@@ -23,6 +23,7 @@ __all__ = [
     "MergeStats",
     "ObservationFilter",
     "PairwiseAggregator",
+    "ReplayDelay",
     "SampledDelay",
     "TemporalEnsemble",
     "TimedAction",

@@ -6,6 +6,8 @@ executor passes in (seeded per episode), so the same seed gives the same delays.
 
 - ``FixedDelay(d)``
 - ``SampledDelay(values, probs)``: d drawn from a discrete distribution
+- ``ReplayDelay(sequences, fallback)``: episode with seed s gets the delays measured for s
+  in order (e.g. on a server), then draws from ``fallback``
 - ``delay_steps_from_ms(ms, fps) = ceil(ms * fps / 1000)``; ``FixedDelay.from_ms`` and
   ``SampledDelay.from_ms_samples`` build models from measured latencies (e.g. a server's
   round-trip times): a chunk that takes 30 ms at 80 fps (12.5 ms/step) misses 3 steps.
@@ -96,3 +98,32 @@ class SampledDelay:
         vals = sorted(steps)
         total = sum(steps.values())
         return cls(vals, [steps[v] / total for v in vals])
+
+
+@dataclass
+class ReplayDelay:
+    """Replays measured per-episode delay sequences: the k-th request of the episode with
+    seed s gets ``sequences[s][k]``; past the end (or for an unknown seed), ``fallback``.
+
+    Unlike ``SampledDelay`` (independent draws), this keeps what a real server does over
+    an episode: long delays come in bursts, and some episodes get more of them."""
+
+    sequences: dict[int, Sequence[int]]
+    fallback: DelayModel
+    _current: list[int] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for seed, seq in self.sequences.items():
+            if any(int(d) != d or d < 0 for d in seq):
+                raise ValueError(f"delays of episode {seed} must be integers >= 0, got {list(seq)}")
+
+    def reset(self, seed: int) -> None:
+        """Start the episode with this seed (the executor calls it once per episode)."""
+        self._current = [int(d) for d in self.sequences.get(int(seed), ())][::-1]
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return self._current.pop() if self._current else int(self.fallback.sample(rng))
+
+    @property
+    def max_delay(self) -> int:
+        return max([self.fallback.max_delay] + [int(d) for seq in self.sequences.values() for d in seq])
