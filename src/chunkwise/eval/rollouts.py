@@ -9,8 +9,8 @@ states), which shrinks the noise of differences between strategies.
 
 Process pool: ``multiprocessing`` with the "forkserver" start method where available
 (else "spawn"), never "fork" (MuJoCo/GL state must not be shared). The pool only moves
-these dataclasses between our own processes. Ray could replace ``run_jobs`` later: the
-jobs are already self-contained.
+these dataclasses between our own processes. ``backend="ray"`` runs the same jobs as Ray
+tasks instead (``chunkwise.eval.ray_backend``, imported only then), with the same results.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import importlib
 import multiprocessing as mp
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from chunkwise.runtime.config import ExecutionConfig
 from chunkwise.runtime.strategies import get_strategy
 from chunkwise.runtime.virtual_clock import VirtualClockExecutor
 from chunkwise.scheduling.delay import DelayModel
+
+if TYPE_CHECKING:
+    from chunkwise.eval.ray_backend import RayConfig
 
 
 @dataclass
@@ -161,8 +164,20 @@ def _context() -> mp.context.BaseContext:
     return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def iter_jobs(jobs: Sequence[EpisodeJob], n_workers: int = 1) -> Iterator[EpisodeMetrics]:
-    """Yield results in job order; ``n_workers > 1`` runs them in a process pool."""
+def iter_jobs(
+    jobs: Sequence[EpisodeJob], n_workers: int = 1, backend: str = "pool", ray: "RayConfig | None" = None
+) -> Iterator[EpisodeMetrics]:
+    """Yield results in job order; ``n_workers > 1`` runs them in a process pool.
+
+    ``backend="ray"`` runs them as Ray tasks configured by ``ray`` (``n_workers`` unused:
+    Ray's resources set the parallelism); the results are the same."""
+    if backend == "ray":
+        from chunkwise.eval.ray_backend import iter_jobs_ray
+
+        yield from iter_jobs_ray(jobs, ray)
+        return
+    if backend != "pool":
+        raise ValueError(f"unknown backend {backend!r}; valid: pool, ray")
     if n_workers < 1:
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
     if n_workers == 1 or len(jobs) <= 1:
@@ -174,7 +189,15 @@ def iter_jobs(jobs: Sequence[EpisodeJob], n_workers: int = 1) -> Iterator[Episod
         yield from pool.imap(run_job, jobs, chunksize=1)
 
 
-def run_jobs(jobs: Sequence[EpisodeJob], n_workers: int = 1, desc: str = "episodes") -> list[EpisodeMetrics]:
+def run_jobs(
+    jobs: Sequence[EpisodeJob], n_workers: int = 1, desc: str = "episodes", backend: str = "pool",
+    ray: "RayConfig | None" = None,
+) -> list[EpisodeMetrics]:
+    """``iter_jobs`` with a tqdm bar over completed episodes."""
+    if backend == "ray":
+        from chunkwise.eval.ray_backend import run_jobs_ray
+
+        return run_jobs_ray(jobs, ray, desc=desc, progress=True)
     from tqdm import tqdm
 
     out: list[EpisodeMetrics] = []

@@ -1,0 +1,236 @@
+"""``--backend=ray``: run episode jobs as Ray tasks, on a laptop or an existing cluster.
+
+    chunkwise sweep --backend=ray --ray.address=auto ...   # join `ray start --head`'s cluster
+    chunkwise sweep --backend=ray ...                      # RAY_ADDRESS if set, else a local Ray
+
+Each task runs ``episodes_per_task`` consecutive jobs of one (env, policy) config with
+``rollouts.run_job``, so a worker process builds its env and policy once and reuses them
+for its later tasks (``rollouts._CACHE``), as a pool worker does. Results are put back in
+job order: the same jobs give the same numbers as ``iter_jobs`` with a process pool.
+
+A checkpoint policy is shipped once: the driver reads the checkpoint's policy files
+(``config.json`` and its ``*.safetensors``, not optimizer/replay state) and ``ray.put``s
+their bytes; each worker process fetches them the first time it needs them, writes them
+to a temporary directory and loads that with ``chunkwise.policies.load`` (no pickled
+model: the weights cross the network as safetensors bytes, and only our own dataclass
+jobs and ``EpisodeMetrics`` results go through Ray's serializer). A worker that dies or
+is lost is retried by Ray (``max_retries``); an exception inside an episode is not
+retried (it would fail the same way) and is raised on the driver.
+
+Nothing here imports ray at module level: ``import chunkwise`` never imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+INSTALL_HINT = "pip install -e '.[ray]'"
+BACKENDS = ("pool", "ray")
+# written by training runs next to the policy files; not needed to load a policy
+_TRAINING_ONLY = frozenset({"optimizer.safetensors", "learner.safetensors", "replay.safetensors", "rng.safetensors"})
+
+
+@dataclass
+class RayConfig:
+    """``--ray.*`` (used with ``--backend=ray``)."""
+
+    address: str | None = None  # None: $RAY_ADDRESS if set, else start a local Ray; "auto": a running cluster
+    num_cpus_per_task: float = 1.0  # Ray resources one task (one block of episodes) asks for
+    episodes_per_task: int = 1  # consecutive episodes of one (env, policy) config per task
+    max_retries: int = 3  # times Ray re-runs a task whose worker died or was lost
+    num_cpus: int | None = None  # only when starting a local Ray: its CPUs (default: all cores)
+
+    def __post_init__(self) -> None:
+        if not self.num_cpus_per_task > 0:
+            raise ValueError(f"--ray.num_cpus_per_task must be > 0, got {self.num_cpus_per_task}")
+        if self.episodes_per_task < 1:
+            raise ValueError(f"--ray.episodes_per_task must be >= 1, got {self.episodes_per_task}")
+        if self.max_retries < 0:
+            raise ValueError(f"--ray.max_retries must be >= 0, got {self.max_retries}")
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ValueError(f"--ray.num_cpus must be >= 1, got {self.num_cpus}")
+
+    def resolved_address(self) -> str | None:
+        return self.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def ray_available() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
+def check_backend(backend: str, server: str | None = None) -> None:
+    """ValueError (one line) for an unknown backend, ray missing, or ray with ``--server``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown --backend={backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "ray":
+        if server:
+            raise ValueError("--backend=ray runs episodes on the virtual clock; drop --server (or --backend)")
+        if not ray_available():
+            raise ValueError(f"--backend=ray needs ray, which is not installed: {INSTALL_HINT}")
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(f"--backend=ray needs ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_files(path: str | Path) -> dict[str, bytes]:
+    """The files ``chunkwise.policies.load`` needs, by name: config.json and the policy's
+    safetensors (a run dir resolves to its newest checkpoint, ``last`` to its target)."""
+    from chunkwise.policies.registry import checkpoint_dir
+
+    ckpt = Path(os.path.realpath(checkpoint_dir(path)))
+    names = ["config.json"] + sorted(
+        p.name for p in ckpt.glob("*.safetensors") if p.is_file() and p.name not in _TRAINING_ONLY
+    )
+    return {name: (ckpt / name).read_bytes() for name in names}
+
+
+def files_key(files: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return h.hexdigest()[:16]
+
+
+_LOCAL_CHECKPOINTS: dict[str, str] = {}  # files_key -> temp dir, per worker process
+
+
+def _materialize(key: str, ref_box: list[Any]) -> str:
+    """The temp dir holding checkpoint ``key`` in this worker; fetched once per process."""
+    if key not in _LOCAL_CHECKPOINTS:
+        import atexit
+        import shutil
+        import tempfile
+
+        import ray
+
+        files = ray.get(ref_box[0])
+        tmp = tempfile.mkdtemp(prefix=f"chunkwise-ckpt-{key}-")
+        for name, data in files.items():
+            (Path(tmp) / Path(name).name).write_bytes(data)
+        atexit.register(shutil.rmtree, tmp, True)
+        _LOCAL_CHECKPOINTS[key] = tmp
+    return _LOCAL_CHECKPOINTS[key]
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def _run_block(jobs: list[Any], checkpoint: tuple[str, list[Any]] | None, threads: int) -> list[Any]:
+    """Body of one Ray task: ``run_job`` for each job, in order (inside a worker)."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import torch
+
+    from chunkwise.eval import rollouts
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    if checkpoint is not None:
+        key, ref_box = checkpoint
+        local = _materialize(key, ref_box)
+        jobs = [replace(j, policy=replace(j.policy, path=local)) for j in jobs]
+    return [rollouts.run_job(j) for j in jobs]
+
+
+def _blocks(jobs: Sequence[Any], size: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of consecutive jobs sharing (env, policy), at most ``size`` long."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(jobs) + 1):
+        if i == len(jobs) or i - start >= size or (jobs[i].env, jobs[i].policy) != (jobs[start].env, jobs[start].policy):
+            out.append((start, i))
+            start = i
+    return out
+
+
+class _Session:
+    """ray.init unless Ray is already initialized in this process; shutdown only what we started."""
+
+    def __init__(self, cfg: RayConfig) -> None:
+        self.ray = _import_ray()
+        self.started = False
+        if not self.ray.is_initialized():
+            address = cfg.resolved_address()
+            kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "logging_level": "WARNING"}
+            if address is None and cfg.num_cpus is not None:
+                kwargs["num_cpus"] = cfg.num_cpus
+            self.ray.init(**kwargs)
+            self.started = True
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def iter_jobs_ray(
+    jobs: Sequence[Any], cfg: RayConfig | None = None, on_done: Callable[[int], None] | None = None
+) -> Iterator[Any]:
+    """Yield ``run_job(job)`` for every job, in job order, computed by Ray tasks.
+
+    ``on_done(n)`` is called as each task completes (n = its episodes), in completion order:
+    a progress bar over finished episodes, while results still come out in job order.
+    """
+    cfg = cfg or RayConfig()
+    jobs = list(jobs)
+    if not jobs:
+        return
+    session = _Session(cfg)
+    ray = session.ray
+    try:
+        shipped: dict[str, tuple[str, list[Any]]] = {}  # driver path -> (key, [ObjectRef])
+        for job in jobs:
+            path = job.policy.path
+            if job.policy.type != "scripted" and path and path not in shipped:
+                files = checkpoint_files(path)
+                # boxed in a list so Ray passes the ref itself: a worker fetches it only once
+                shipped[path] = (files_key(files), [ray.put(files)])
+        remote = ray.remote(_run_block).options(
+            num_cpus=cfg.num_cpus_per_task, max_retries=cfg.max_retries, retry_exceptions=False
+        )
+        threads = max(1, int(cfg.num_cpus_per_task))
+        blocks = _blocks(jobs, cfg.episodes_per_task)
+        refs = []
+        for start, stop in blocks:
+            first = jobs[start]
+            ckpt = shipped.get(first.policy.path) if first.policy.type != "scripted" else None
+            refs.append(remote.remote(jobs[start:stop], ckpt, threads))
+        index = {ref: i for i, ref in enumerate(refs)}
+        done: dict[int, list[Any]] = {}
+        pending = list(refs)
+        next_block = 0
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                i = index[ref]
+                done[i] = ray.get(ref)
+                if on_done is not None:
+                    on_done(len(done[i]))
+            while next_block in done:
+                yield from done.pop(next_block)
+                next_block += 1
+    finally:
+        session.close()
+
+
+def run_jobs_ray(
+    jobs: Sequence[Any], cfg: RayConfig | None = None, desc: str = "episodes", progress: bool = True
+) -> list[Any]:
+    """All results in job order; a tqdm bar over completed episodes when ``progress``."""
+    if not progress:
+        return list(iter_jobs_ray(jobs, cfg))
+    from tqdm import tqdm
+
+    with tqdm(total=len(jobs), desc=desc, unit="ep", dynamic_ncols=True) as bar:
+        return list(iter_jobs_ray(jobs, cfg, on_done=bar.update))
