@@ -33,6 +33,7 @@ from chunkwise.eval.common import (
     resolve_strategy,
 )
 from chunkwise.eval.metrics import summarize
+from chunkwise.eval.ray_backend import RayConfig, check_backend
 from chunkwise.eval.rollouts import EpisodeJob, PolicySource, episode_seeds, run_jobs
 from chunkwise.runtime.config import ExecutionConfig
 from chunkwise.scheduling.delay import FixedDelay, delay_steps_from_ms
@@ -63,8 +64,11 @@ class EvalConfig:
     time_scale: float = 1.0  # run the env's clock this many times faster than real time
     request_timeout_s: float = 5.0  # a chunk not back after this long is asked for again
     connect_timeout_s: float = 5.0  # give up reaching the server after this long
+    backend: str = "pool"  # virtual clock: "pool" (n_workers processes) or "ray" (Ray tasks, --ray.*; docs/scale.md)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
+        check_backend(self.backend, self.server)
         check_strategy_name(self.strategy)
         if self.server:
             self.remote_config()  # validates address, time_scale, timeouts, tls_root
@@ -157,11 +161,11 @@ def evaluate(cfg: EvalConfig, progress: bool = True, check: bool = True) -> dict
     ]
     desc = f"{cfg.env.task} {cfg.strategy} d={cfg.delay_steps}"
     if progress:
-        episodes = run_jobs(jobs, cfg.n_workers, desc=desc)
+        episodes = run_jobs(jobs, cfg.n_workers, desc=desc, backend=cfg.backend, ray=cfg.ray)
     else:
         from chunkwise.eval.rollouts import iter_jobs
 
-        episodes = list(iter_jobs(jobs, cfg.n_workers))
+        episodes = list(iter_jobs(jobs, cfg.n_workers, backend=cfg.backend, ray=cfg.ray))
     return {
         "config": _config_dict(cfg),
         "execution": asdict(execution),

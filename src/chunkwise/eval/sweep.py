@@ -36,6 +36,7 @@ from chunkwise.eval.common import (
     resolve_strategy,
 )
 from chunkwise.eval.metrics import summarize
+from chunkwise.eval.ray_backend import RayConfig, check_backend
 from chunkwise.eval.report import format_table, plot, to_csv
 from chunkwise.eval.rollouts import EpisodeJob, PolicySource, episode_seeds, run_jobs
 from chunkwise.runtime.config import ExecutionConfig
@@ -72,8 +73,11 @@ class SweepConfig:
     overwrite: bool = False  # replace the results already in --output_dir
     plot: bool = True
     progress: bool | None = None  # tqdm bar on stderr; default: only when stderr is a terminal
+    backend: str = "pool"  # "pool": processes on this machine (n_workers); "ray": Ray tasks (--ray.*, docs/scale.md)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
+        check_backend(self.backend)
         self.task_list = _split(self.tasks, "tasks")
         try:
             self.delay_list = [int(d) for d in _split(self.delays, "delays")]
@@ -180,11 +184,11 @@ def sweep(cfg: SweepConfig, progress: bool | None = None, check: bool = True) ->
                 cells.append((task, strategy, d))
                 jobs += [EpisodeJob(env_cfg, cfg.policy, execution, FixedDelay(d), s, strat, plugins) for s in seeds]
     if progress:
-        results = run_jobs(jobs, cfg.n_workers, desc="sweep")
+        results = run_jobs(jobs, cfg.n_workers, desc="sweep", backend=cfg.backend, ray=cfg.ray)
     else:
         from chunkwise.eval.rollouts import iter_jobs
 
-        results = list(iter_jobs(jobs, cfg.n_workers))
+        results = list(iter_jobs(jobs, cfg.n_workers, backend=cfg.backend, ray=cfg.ray))
     rows = []
     n = cfg.n_episodes
     for i, (task, strategy, d) in enumerate(cells):
