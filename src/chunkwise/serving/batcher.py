@@ -252,8 +252,7 @@ class DynamicBatcher:
     def _run_batch(self, items: list[WorkItem]) -> None:
         if not items:
             return
-        modes = {it.mode for it in items}
-        if len(modes) > 1:  # one forward pass per mode, in order of first appearance
+        if len(items) > 1 and len({it.mode for it in items}) > 1:  # one forward pass per mode, in order
             for mode in dict.fromkeys(it.mode for it in items):
                 self._run_batch([it for it in items if it.mode == mode])
             return
@@ -296,9 +295,14 @@ class DynamicBatcher:
                 obs = {k: ([v] if k == TASK else v[None]) for k, v in items[0].obs.items()}
             else:
                 obs = stack_observations([it.obs for it in items])
-            prefixes = [it.prefix for it in items]
+            if n == 1:
+                prefixes = None if items[0].prefix is None else [items[0].prefix]
+            else:
+                prefixes = [it.prefix for it in items]
+                if all(p is None for p in prefixes):
+                    prefixes = None
             t1 = time.perf_counter()
-            actions = predict(obs, prefixes if any(p is not None for p in prefixes) else None)
+            actions = predict(obs, prefixes)
             t2 = time.perf_counter()
             if type(actions) is not np.ndarray or actions.dtype != _F32:
                 with np.errstate(over="ignore", invalid="ignore"):  # a float64 overflow is inf: checked below

@@ -343,6 +343,16 @@ def _health_handlers(servicer: health.HealthServicer, pool: Any) -> dict[str, gr
             response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
         ),
     }
+    if hasattr(servicer, "List") and hasattr(health_pb2, "HealthListRequest"):
+
+        def list_(request: Any, context: grpc.ServicerContext) -> Any:
+            return servicer.List(request, context)
+
+        list_.experimental_thread_pool = pool  # type: ignore[attr-defined]
+        handlers["List"] = grpc.unary_unary_rpc_method_handler(
+            list_, request_deserializer=health_pb2.HealthListRequest.FromString,
+            response_serializer=health_pb2.HealthListResponse.SerializeToString,
+        )
     return handlers
 
 
