@@ -175,3 +175,11 @@ def test_importing_chunkwise_never_imports_ray():
             "chunkwise.eval.ray_backend; chunkwise.eval.sweep.SweepConfig(backend='pool'); "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_address_is_the_flag_else_ray_address_else_a_new_local_ray(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_backend.RayConfig().resolved_address() == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert ray_backend.RayConfig().resolved_address() == "10.0.0.5:6379"
+    assert ray_backend.RayConfig(address="auto").resolved_address() == "auto"

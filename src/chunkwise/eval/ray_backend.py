@@ -55,8 +55,10 @@ class RayConfig:
         if self.num_cpus is not None and self.num_cpus < 1:
             raise ValueError(f"--ray.num_cpus must be >= 1, got {self.num_cpus}")
 
-    def resolved_address(self) -> str | None:
-        return self.address or os.environ.get("RAY_ADDRESS") or None
+    def resolved_address(self) -> str:
+        """--ray.address, else $RAY_ADDRESS, else "local" (a new local Ray, even if a
+        cluster runs on this machine: joining one is asked for with "auto")."""
+        return self.address or os.environ.get("RAY_ADDRESS") or "local"
 
 
 def ray_available() -> bool:
@@ -164,7 +166,7 @@ class _Session:
         if not self.ray.is_initialized():
             address = cfg.resolved_address()
             kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "logging_level": "WARNING"}
-            if address is None and cfg.num_cpus is not None:
+            if address == "local" and cfg.num_cpus is not None:
                 kwargs["num_cpus"] = cfg.num_cpus
             self.ray.init(**kwargs)
             self.started = True
