@@ -1,12 +1,14 @@
 """``make_env(cfg)``: build a ChunkEnv from any registered ``EnvConfig``.
 
 Adapters register themselves with ``@EnvConfig.register_subclass("<type>")`` when their
-module is imported; ``chunkwise.envs`` imports the built-in ones (MetaWorld). A new
-simulator (LIBERO, ...) only needs its module imported here.
+module is imported; ``chunkwise.envs`` imports the built-in ones (MetaWorld, LIBERO: its
+simulator is an optional extra, imported when an env is made). A new simulator only needs
+its module imported here.
 """
 
 from __future__ import annotations
 
+from chunkwise.envs import libero as _libero  # noqa: F401 - registers "libero" (imports LIBERO lazily)
 from chunkwise.envs import metaworld as _metaworld  # noqa: F401 - registers "metaworld"
 from chunkwise.envs.base import ChunkEnv, EnvConfig
 
