@@ -268,11 +268,16 @@ def format_summary(result: dict[str, Any]) -> str:
         f"inside |a_t-a_t-1| {m('inside_discontinuity', '{:.4f}')}",
         f"jerk               {m('jerk', '{:.4f}')}",
     ]
-    counts = s.get("delay_counts") or {}
+    counts = {int(d): n for d, n in (s.get("delay_counts") or {}).items()}
     if counts:
-        total = sum(counts.values())
-        dist = ", ".join(f"d={d}: {100 * n / total:.0f}%" for d, n in counts.items())
-        lines.append(f"chunk delay        {dist} ({total} chunks)")
+        import numpy as np
+
+        steps = np.repeat(list(counts), list(counts.values()))
+        p50, p90 = np.percentile(steps, [50, 90])
+        lines.append(
+            f"chunk delay        mean {steps.mean():.1f} steps (p50 {p50:g}, p90 {p90:g}, max {steps.max()}; "
+            f"{steps.size} chunks)"
+        )
     r = result.get("remote")
     if r:
         rtt = r["round_trip_ms"]
