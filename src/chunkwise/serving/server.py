@@ -455,6 +455,22 @@ def security_warnings(cfg: ServeConfig, argv: list[str]) -> list[str]:
     return out
 
 
+def return_large_buffers_to_the_os(threshold: int = 1 << 20) -> bool:
+    """glibc: allocate buffers >= ``threshold`` with mmap, always. By default glibc raises
+    its mmap threshold after the first large buffer is freed (up to 32 MiB), so request
+    buffers then come from the per-thread heaps and are never given back: a burst of
+    large requests left the server's RSS at its peak. Measured in docs/serving.md."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_MMAP_THRESHOLD = -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def main(argv: list[str]) -> int:
     cfg = parse_config(ServeConfig, argv, "serve")
     if cfg is None:
@@ -476,6 +492,7 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(cfg.torch_threads)
     for line in security_warnings(cfg, argv):
         print(f"chunkwise serve: WARNING: {line}", file=sys.stderr, flush=True)
+    return_large_buffers_to_the_os()
     running = start_server(cfg)
     md = running.service.metadata
     n_tokens = len(cfg.tokens())
