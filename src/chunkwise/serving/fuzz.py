@@ -154,7 +154,8 @@ class CaseMaker:
             return "bad dtype"
         if k == 1:
             dt = str(r.choice(_DTYPES))
-            size = int(np.prod(t.shape)) if len(t.shape) else 1
+            size = math.prod(t.shape) if len(t.shape) else 1
+            size = size if 0 <= size <= 4096 else STATE_DIM  # an earlier mutation may have broken the shape
             t.dtype = dt
             t.data = r.bytes(size * np.dtype(dt).itemsize)
             return f"dtype {dt}"
@@ -186,12 +187,15 @@ class CaseMaker:
             rpc = "Infer" if r.random() < 0.5 else "Stream"  # (streams are sent in batches: own sessions)
             req = self._request(self.valid_sessions[int(r.integers(0, 2)) + (2 if rpc == "Stream" else 0)])
             return Case(rpc, req.SerializeToString(), valid=True, what="valid")
-        req = self._request(str(r.choice(self.play_sessions)))
+        # Infer cases run at once, Stream cases in batches later: each has its own sessions,
+        # so timesteps stay increasing per session and mutations reach the decoder.
+        rpc = "Infer" if r.random() < 0.5 else "Stream"
+        req = self._request(self.play_sessions[int(r.integers(0, 4)) + (4 if rpc == "Stream" else 0)])
         whats: list[str] = []
         for _ in range(int(r.integers(1, 4))):
             k = int(r.integers(0, 15))
             if k == 0:
-                req.session_id = self._text()[:20000] if r.random() < 0.5 else str(r.choice(self.play_sessions + [""]))
+                req.session_id = self._text()[:20000] if r.random() < 0.5 else str(r.choice([req.session_id, ""]))
                 whats.append("session_id")
             elif k == 1:
                 req.episode_id = int(r.choice([-1, 1, 2**62, -(2**63)]))
@@ -270,7 +274,7 @@ class CaseMaker:
         if r.random() < 0.2:
             payload, w = self._bytes(payload)
             whats.append(w)
-        return Case("Infer" if r.random() < 0.5 else "Stream", payload, invalid=certainly_invalid(payload),
+        return Case(rpc, payload, invalid=certainly_invalid(payload),
                     what=", ".join(whats))
 
     def _bytes(self, payload: bytes) -> tuple[bytes, str]:
