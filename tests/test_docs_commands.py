@@ -37,6 +37,7 @@ CONFIGS = {  # command -> its flag dataclass
 }
 # values a doc line leaves to the reader
 TEMPLATES = {"$T": "push-v3", "$task": "push-v3", "$R": "run", "$1": "0", "$2": "2"}
+OPTIONAL_MISSING = re.compile(r"needs \w+, which is not installed: pip install")
 MISSING_PATH = re.compile(r"does not exist|is not a directory|not a checkpoint|no config\.json|is not a file|No such file")
 
 
@@ -117,6 +118,8 @@ def test_documented_command_parses(doc, lineno, cmd, error, capsys):
         raise e
     except Exception as e:  # noqa: BLE001
         msg = str(e) + " " + str(e.__cause__ or "")
+        if OPTIONAL_MISSING.search(msg):  # the docs show an extra's command; it parses, the extra is absent here
+            pytest.skip(msg.strip()[:200])
         if not MISSING_PATH.search(msg):
             pytest.fail(f"{doc}:{lineno}: `{cmd}` is rejected: {msg.strip()[:300]}")
 
