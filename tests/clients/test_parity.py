@@ -99,7 +99,7 @@ class PinnedDelayTransport(StreamTransport):
         self._held.append((request.timestep + self.d, reply))
 
     def poll(self, now: int):
-        for at, reply in [h for h in self._held if h[0] <= now]:
+        for _at, reply in [h for h in self._held if h[0] <= now]:
             self._inbox.put((reply, time.monotonic()))
         self._held = [h for h in self._held if h[0] > now]
         return super().poll(now)

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from chunkwise.common.cli import parse_cli
+
 
 @pytest.mark.parametrize(
     "argv, expected",
@@ -59,3 +61,18 @@ def test_eval_and_sweep_refuse_to_overwrite_results(tmp_path):
         import shutil
 
         shutil.rmtree(out)
+
+
+@pytest.mark.parametrize("typed", ["0123", "0x1F", "yes", "12:30", "@x", "*alias", "it's", "[::1]", "null"])
+def test_string_flags_are_taken_as_typed(typed):
+    from chunkwise.eval.run import EvalConfig
+
+    cfg = parse_cli(EvalConfig, ["--server=127.0.0.1:1", f"--token={typed}"], "eval")
+    assert cfg.token == typed and cfg.server == "127.0.0.1:1"
+    assert parse_cli(EvalConfig, ["--token", typed], "eval").token == typed
+
+
+def test_an_optional_string_flag_still_takes_none():
+    from chunkwise.eval.run import EvalConfig
+
+    assert parse_cli(EvalConfig, ["--server=null"], "eval").server is None

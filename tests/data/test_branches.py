@@ -57,7 +57,7 @@ def test_collect_with_branches_writes_prefix_length(tmp_path: Path):
     assert ds.num_episodes == 2 + s.branches and len(ds) == s.frames
     pl = ds.prefix_length
     assert pl is not None
-    for e, (lo, hi) in enumerate(ds.episode_bounds):
+    for lo, hi in ds.episode_bounds:
         first = int(pl[lo])
         if first == 0:  # a demonstration: nothing forced anywhere
             assert not pl[lo:hi].any()

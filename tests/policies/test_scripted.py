@@ -43,7 +43,7 @@ def test_oracle_sync_d0_succeeds_on_push_like_the_expert(push_env):
     r = VirtualClockExecutor(env, pol, ExecutionConfig(strategy="sync", actions_per_chunk=50), 0).run_episode(0)
     # the expert alone on the same seed
     env.reset(seed=0)
-    for t in range(env.max_episode_steps):
+    for t in range(env.max_episode_steps):  # noqa: B007 (t is read after the loop)
         _, _, term, trunc, info = env.step(env.expert_action(None))
         if term or trunc:
             break

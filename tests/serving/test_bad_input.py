@@ -406,7 +406,7 @@ def test_bad_input_logs_one_rate_limited_line_no_tracebacks():
             stub.Reset(pb.ResetRequest(session_id="bad", episode_id=0), timeout=5)
             infer = ch.unary_unary("/chunkwise.v1.PolicyService/Infer")
             reset = ch.unary_unary("/chunkwise.v1.PolicyService/Reset")
-            for i in range(100):
+            for _ in range(100):
                 for call in (lambda: infer(b"\xff\xfe", timeout=5), lambda: reset(b"\xff", timeout=5),
                              lambda: stub.Infer(request(action_context=np.zeros((2, 3), np.float32)), timeout=5)):
                     with pytest.raises(grpc.RpcError):

@@ -14,7 +14,6 @@ import threading
 import time
 
 import grpc
-import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 

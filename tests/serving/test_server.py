@@ -3,7 +3,6 @@
 import subprocess
 import threading
 
-import grpc
 import numpy as np
 import pytest
 

@@ -133,7 +133,7 @@ class StreamTransport:
         for _ in range(3):
             episode = self.remote.episode_id
             try:
-                self.remote.call_with_retry(lambda: self.remote.reset_session(self.remote.session_id, episode))
+                self.remote.call_with_retry(lambda episode=episode: self.remote.reset_session(self.remote.session_id, episode))
                 self._open_stream()
                 return
             except RemoteError as e:

@@ -311,7 +311,7 @@ def run(cfg: BenchServeConfig) -> dict[str, Any]:
                 else:
                     clients[pattern] = _client_factory(pattern, mods, srv.address, images)()
             samples: dict[str, list[float]] = {k: [] for k in clients}
-            for name, (call, _) in clients.items():
+            for call, _ in clients.values():
                 for t in range(20):  # warm up
                     call(t)
             per_round = max(cfg.n_requests // rounds, 2)
