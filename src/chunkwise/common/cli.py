@@ -4,12 +4,20 @@
 parse, a ``__post_init__`` check, a missing file) are printed as
 ``chunkwise eval: error: <message>`` without a traceback, then raised as ``CLIError``.
 ``argparse``'s own usage errors (an unknown flag) keep its usage line and exit 2.
+
+draccus reads every value as YAML, so ``--token=0123`` would become the int 83 and then the
+string "83". A flag whose field is a ``str`` is taken as typed: ``protect_strings`` quotes
+its value when YAML would read it as anything but that same string (``null``/``none``/empty
+stay unquoted on an optional field, so they still mean None).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
+import types
+import typing
 from typing import Any
 
 
@@ -64,10 +72,59 @@ def _help_with_every_default() -> None:
     SimpleHelpFormatter._chunkwise = True  # type: ignore[attr-defined]
 
 
+def _string_fields(cls: type, prefix: str = "") -> dict[str, bool]:
+    """Dotted flag name -> whether None is allowed, for every ``str`` field under ``cls``."""
+    out: dict[str, bool] = {}
+    if not dataclasses.is_dataclass(cls):
+        return out
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation: leave those flags to draccus
+        return out
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        t = hints.get(f.name, f.type)
+        args = typing.get_args(t) if typing.get_origin(t) in (typing.Union, types.UnionType) else (t,)
+        kinds = [a for a in args if a is not type(None)]
+        name = prefix + f.name
+        if kinds == [str]:
+            out[name] = type(None) in args
+        elif len(kinds) == 1 and dataclasses.is_dataclass(kinds[0]):
+            out.update(_string_fields(kinds[0], name + "."))
+    return out
+
+
+def protect_strings(config_class: type, argv: list[str]) -> list[str]:
+    """``argv`` with the value of every ``str`` flag quoted for YAML when YAML would change it."""
+    import yaml
+
+    fields = _string_fields(config_class)
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if name in fields and not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            value, eq, i = argv[i + 1], "=", i + 1
+        if name in fields and eq:
+            optional_none = fields[name] and value.lower() in ("", "null", "none", "~")
+            try:
+                same = yaml.safe_load(value) == value
+            except yaml.YAMLError:
+                same = False
+            if not same and not optional_none:
+                value = "'" + value.replace("'", "''") + "'"
+            arg = f"--{name}={value}"
+        out.append(arg)
+        i += 1
+    return out
+
+
 def parse_cli(config_class: type, argv: list[str] | None, prog: str) -> Any:
     import draccus
 
-    argv = list(argv or [])
+    argv = protect_strings(config_class, list(argv or []))
     if "-h" in argv or "--help" in argv:
         _help_with_every_default()
     try:
