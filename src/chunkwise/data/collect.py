@@ -44,7 +44,7 @@ from chunkwise.data import format as fmt
 from chunkwise.data.branches import PREFIX_LENGTH, BranchConfig, record_branches
 from chunkwise.data.writer import LeRobotV3Writer
 from chunkwise.envs import EnvConfig, MetaWorldEnvConfig, make_env
-from chunkwise.types import ACTION, OBS_STATE
+from chunkwise.types import ACTION
 
 
 @dataclass

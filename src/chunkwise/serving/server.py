@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import draccus
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 
 from chunkwise.policies.base import Policy
 from chunkwise.policies.testing import TestPolicyConfig, make_test_policy

@@ -19,10 +19,10 @@ def check_compatible(metadata: PolicyMetadata, env: Any) -> None:
     every mismatch.
     """
     problems: list[str] = []
-    env_action_dim = int(getattr(env, "action_dim"))
+    env_action_dim = int(env.action_dim)
     if metadata.action_dim != env_action_dim:
         problems.append(f"action_dim: policy outputs {metadata.action_dim}, env expects {env_action_dim}")
-    env_spec = dict(getattr(env, "observation_spec"))
+    env_spec = dict(env.observation_spec)
     for key, feat in metadata.observation_spec.items():
         if key not in env_spec:
             problems.append(
