@@ -34,6 +34,7 @@ CONFIGS = {  # command -> its flag dataclass
     "bench serve": "chunkwise.serving.bench_serve:BenchServeConfig",
     "bench rtc": "chunkwise.policies.flow.bench_rtc:BenchRTCConfig",
     "bench clocks": "chunkwise.eval.clocks:ClocksConfig",
+    "bench fuzz": "chunkwise.serving.fuzz:FuzzConfig",
 }
 # values a doc line leaves to the reader
 TEMPLATES = {"$T": "push-v3", "$task": "push-v3", "$R": "run", "$1": "0", "$2": "2"}
@@ -79,6 +80,14 @@ def split(cmd: str) -> tuple[str, list[str]]:
 
 
 LINES = doc_lines()
+
+
+def test_every_benchmark_documented_in_docs_is_checked():
+    from chunkwise.bench import BENCHMARKS
+
+    documented = {split(c)[0] for _, _, c, _ in LINES if c.startswith("chunkwise bench ")}
+    assert documented <= set(CONFIGS), f"add to CONFIGS: {sorted(documented - set(CONFIGS))}"
+    assert {f"bench {b}" for b in BENCHMARKS} & documented == documented
 
 
 def test_the_docs_have_commands():

@@ -110,7 +110,7 @@ def test_refuses_existing_dir_unless_overwrite(tmp_path: Path, capsys):
     (out / "keep.txt").write_text("user data")
     with pytest.raises(FileExistsError, match="--overwrite=true"):
         collect(_cfg(out, n_episodes=1))
-    assert main(["--env.task=reach-v3", "--n_episodes=1", f"--output_dir={out}", "--progress=false"]) == 1
+    assert main(["--env.task=reach-v3", "--n_episodes=1", f"--output_dir={out}", "--progress=false"]) == 2  # as eval and sweep
     assert "already exists" in capsys.readouterr().err
     assert (out / "keep.txt").exists()
     assert main(["--env.task=reach-v3", "--n_episodes=1", f"--output_dir={out}", "--overwrite=true",
@@ -201,6 +201,6 @@ def test_collect_video_flag(tmp_path: Path, capsys):
     assert main(flags[:-1] + [f"--output_dir={tmp_path / 'x'}", "--dataset.video=true", "--dataset.vcodec=vp9"]) == 2
     assert "unsupported video codec 'vp9'" in capsys.readouterr().err
     odd = [f.replace("--env.image_size=32", "--env.image_size=33") for f in flags[:-1]]
-    assert main(odd + [f"--output_dir={tmp_path / 'y'}", "--dataset.video=true"]) == 1
+    assert main(odd + [f"--output_dir={tmp_path / 'y'}", "--dataset.video=true"]) == 2
     assert "needs cameras with an even height and width" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()

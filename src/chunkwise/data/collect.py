@@ -37,7 +37,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import draccus
 import numpy as np
 
 from chunkwise.data import format as fmt
@@ -248,22 +247,19 @@ def collect_demonstrations(cfg: CollectConfig) -> Path:
     return collect(cfg).output_dir
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """draccus wraps config validation errors; surface the innermost message."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return exc
-
-
 def main(argv: list[str] | None = None) -> int:
+    from chunkwise.common.cli import CLIError, parse_cli
+
     try:
-        cfg = draccus.parse(CollectConfig, args=list(sys.argv[1:] if argv is None else argv))
-    except draccus.utils.ParsingError as exc:
-        print(f"chunkwise collect: error: {_root_cause(exc)}", file=sys.stderr)
+        cfg = parse_cli(CollectConfig, sys.argv[1:] if argv is None else argv, "collect")
+    except CLIError:
         return 2
     try:
         s = collect(cfg)
-    except (ValueError, FileExistsError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # the user's input: as a bad flag
+        print(f"chunkwise collect: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # e.g. the expert never succeeded: a failed run, not a usage error
         print(f"chunkwise collect: error: {exc}", file=sys.stderr)
         return 1
     branches = f" + {s.branches} prefix branches" if cfg.branches.enabled else ""
