@@ -77,16 +77,25 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def prepare_output_dir(path: str | Path, *, overwrite: bool = False, resume: bool | None = False) -> Path:
+def prepare_output_dir(path: str | Path, *, overwrite: bool = False, resume: bool | None = False,
+                       owned: tuple[str, ...] | None = None) -> Path:
     """The one rule for every command that writes a run: an existing, non-empty output
     directory is refused unless ``--overwrite=true`` (it is replaced) or ``--resume=true``
-    (it is continued; None: the command cannot resume)."""
+    (it is continued; None: the command cannot resume). With ``owned`` (the names a run
+    writes), overwriting deletes only those and keeps whatever else the user put there."""
     path = Path(path)
     if overwrite and resume:
         raise ValueError("--overwrite=true and --resume=true exclude each other")
     # a run that stopped before writing anything but its config.json holds no results
     if path.is_dir() and any(p.name != "config.json" for p in path.iterdir()):
-        if overwrite:
+        if overwrite and owned is not None:
+            for name in owned:
+                target = path / name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+        elif overwrite:
             aside = path.parent / f".{path.name}.old.{os.getpid()}"
             os.replace(path, aside)
             shutil.rmtree(aside, ignore_errors=True)

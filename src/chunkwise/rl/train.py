@@ -20,7 +20,6 @@ episode is fixed, and the update count still follows the update-to-data ratio.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -202,25 +201,13 @@ RUN_FILES = ("metrics.jsonl", "learning_curve.png", "summary.json")
 
 
 def prepare_output_dir(cfg: RLConfig) -> Path:
-    """Refuse to write over a previous run unless ``--resume`` or ``--overwrite`` says so.
+    """``chunkwise.common.files.prepare_output_dir``: a previous run is refused unless
+    ``--resume=true`` (kept) or ``--overwrite=true`` (what a run writes is deleted:
+    metrics, curve, summary, checkpoints/; nothing else)."""
+    from chunkwise.common.files import prepare_output_dir as prepare
 
-    ``--overwrite=true`` deletes what a run writes (metrics, curve, summary, checkpoints/)
-    and nothing else; ``--resume=true`` keeps it all.
-    """
-    out = Path(cfg.output_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--output_dir={out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (cfg.resume or cfg.overwrite):
-        raise ValueError(
-            f"--output_dir={out} is not empty (a previous run?); pass --resume=true to continue it "
-            "or --overwrite=true to replace it"
-        )
-    if cfg.overwrite and out.is_dir():
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return prepare(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume,
+                   owned=(*RUN_FILES, CHECKPOINTS, "config.json"))
 
 
 class RLTrainer:
@@ -393,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         trainer = RLTrainer(cfg)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"chunkwise rl: error: {e}", file=sys.stderr)
         return 2
     try:
