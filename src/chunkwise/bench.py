@@ -15,6 +15,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     ),
     "serve": ("chunkwise.serving.bench_serve", "PolicyServer latency/throughput vs gRPC echo, pickle and openpi patterns"),
     "fuzz": ("chunkwise.serving.fuzz", "fuzzed requests against `chunkwise serve`: 0 crashes, hangs, OK with non-finite"),
+    "soak": (
+        "chunkwise.serving.chaos",
+        "many robots vs a server process with disconnects, frozen clients and a kill -9: 0 lost/stale chunks",
+    ),
     "clocks": (
         "chunkwise.eval.clocks",
         "virtual clock vs wall clock: a served policy at several latencies, then the same with the measured delays",
