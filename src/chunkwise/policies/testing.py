@@ -80,7 +80,7 @@ class EchoPolicy:
         # The most recent prefixes received (tests inspect them); bounded, so a long-running
         # server does not keep every prefix ever sent.
         self.received_prefixes: collections.deque[Prefix | None] = collections.deque(maxlen=1024)
-        self.batch_sizes: list[int] = []
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=4096)  # bounded as well
         self._metadata = PolicyMetadata(
             observation_spec=self.cfg.observation_spec(),
             action_dim=self.cfg.action_dim,
