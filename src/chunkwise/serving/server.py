@@ -42,7 +42,7 @@ TOKEN_ENV = "CHUNKWISE_TOKEN"
 MIN_TOKEN_CHARS = 16  # off loopback
 # Flags whose values are taken verbatim from the command line (draccus would read them
 # as YAML: --token=0123 -> 83, --token=yes -> True, --host=[::1] -> a list).
-VERBATIM_FLAGS = ("token", "token_file", "host", "tls_cert", "tls_key", "policy.path")
+VERBATIM_FLAGS = ("token", "token_file", "host", "tls_cert", "tls_key", "policy.path", "openpi_keys")
 _defer_validation: contextvars.ContextVar[bool] = contextvars.ContextVar("chunkwise_defer_validation", default=False)
 
 
@@ -109,6 +109,10 @@ class ServeConfig:
     keepalive_timeout_s: float = 10.0
     max_workers: int = 0  # model-pool threads (Stream + Infer); 0 = max_streams + max_queue + 8
     max_auth_failures_per_minute: int = 10
+    # openpi's websocket protocol on a second port (-1 = off, 0 = a free port), same host,
+    # tokens, TLS, limits and batcher as gRPC (serving/openpi.py, docs/serving.md)
+    openpi_port: int = -1
+    openpi_keys: str = ""  # extra openpi_key=policy_key pairs, e.g. observation/image=observation.images.top
     torch_threads: int = 1
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
@@ -125,6 +129,8 @@ class ServeConfig:
             raise ValueError("--host must not be empty")
         if not (0 <= self.port < 65536):
             raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if not (-1 <= self.openpi_port < 65536):
+            raise ValueError(f"openpi_port must be -1 (off) or in 0..65535, got {self.openpi_port}")
         if self.token and self.token_file:
             raise ValueError("give one of --token and --token_file, not both")
         tokens = self.tokens()
@@ -318,8 +324,11 @@ class RunningServer:
     service: PolicyService
     port: int
     pools: tuple = ()
+    openpi: Any = None  # OpenpiEndpoint when --openpi_port is set
 
     def stop(self, grace: float = 1.0) -> None:
+        if self.openpi is not None:
+            self.openpi.stop()
         self.server.stop(grace).wait()
         self.service.close()
         for pool in self.pools:
@@ -413,9 +422,24 @@ def start_server(cfg: ServeConfig, policy: Policy | None = None) -> RunningServe
         raise RuntimeError(f"could not bind {address}")
     server.start()
     service.start()
+    openpi = None
+    if cfg.openpi_port >= 0:
+        from chunkwise.serving.openpi import OpenpiConfig, OpenpiEndpoint
+
+        openpi = OpenpiEndpoint(
+            service, OpenpiConfig(host=cfg.host, port=cfg.openpi_port, keys=cfg.openpi_keys, tls_cert=cfg.tls_cert,
+                                  tls_key=cfg.tls_key),
+            credentials, AuthLimiter(limits.max_auth_failures_per_minute),
+        )
+        try:
+            openpi.start()
+        except BaseException:
+            server.stop(0)
+            service.close()
+            raise
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server=server, service=service, port=port, pools=(model_pool, control_pool))
+    return RunningServer(server=server, service=service, port=port, pools=(model_pool, control_pool), openpi=openpi)
 
 
 def parse_config(cls: type, argv: list[str], prog: str) -> Any:
@@ -500,7 +524,8 @@ def main(argv: list[str]) -> int:
         f"chunkwise serve: listening on {cfg.host}:{running.port} policy={md.policy_type} "
         f"chunk_size={md.chunk_size} action_dim={md.action_dim} max_batch_size={cfg.max_batch_size} "
         f"tls={'on' if cfg.tls_cert else 'off'} token={'on' if n_tokens else 'off'}"
-        + (f" ({n_tokens} credentials)" if n_tokens > 1 else ""),
+        + (f" ({n_tokens} credentials)" if n_tokens > 1 else "")
+        + (f" openpi=ws{'s' if cfg.tls_cert else ''}://{cfg.host}:{running.openpi.port}" if running.openpi else ""),
         flush=True,
     )
     done = threading.Event()
