@@ -1,0 +1,68 @@
+"""A client of the openpi websocket protocol, built on chunkwise's own msgpack-numpy codec.
+
+It speaks exactly what ``openpi_client.websocket_client_policy.WebsocketClientPolicy``
+speaks (same handshake header, same frames), without depending on openpi-client (whose
+numpy<2 pin cannot share chunkwise's environment). Tests and ``chunkwise bench serve`` use
+it; robots that already run openpi-client keep theirs.
+
+    c = OpenpiWebsocketClient("127.0.0.1", 8000)
+    out = c.infer({"observation/state": state, "observation/image": img, "prompt": "push"})
+    out["actions"]  # (H, A) float32
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chunkwise.wire.msgpack_numpy import Packer, unpackb
+
+
+class OpenpiServerError(RuntimeError):
+    """The server answered with a text frame (openpi's error convention)."""
+
+
+class OpenpiWebsocketClient:
+    def __init__(self, host: str, port: int | None = None, api_key: str | None = None,
+                 open_timeout_s: float = 10.0) -> None:
+        from websockets.sync.client import connect
+
+        uri = host if host.startswith("ws") else f"ws://{host}"
+        if port is not None:
+            uri += f":{port}"
+        headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
+        self._packer = Packer()
+        self._ws = connect(uri, compression=None, max_size=None, additional_headers=headers,
+                           open_timeout=open_timeout_s)
+        # websockets >= 17.1 warns unless `with connect(...)` is used; this object owns and
+        # closes the connection (close()), as openpi's client does.
+        self._ws.pending_legacy_warning = False
+        self.metadata = unpackb(self._ws.recv())
+
+    def _reply(self) -> Any:
+        response = self._ws.recv()
+        if isinstance(response, str):
+            raise OpenpiServerError(response)
+        return unpackb(response)
+
+    def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
+        self._ws.send(self._packer.pack(obs))
+        return self._reply()
+
+    def send_raw(self, frame: bytes | str) -> Any:
+        """Send any frame (tests of bad input); returns the decoded reply or raises."""
+        self._ws.send(frame)
+        return self._reply()
+
+    def episode_start(self, task: str = "", episode_id: int = -1) -> dict[str, Any]:
+        self._ws.send(self._packer.pack({"__ctrl__": "episode_start", "__experiment__": "", "__task__": task,
+                                         "__episode_id__": episode_id}))
+        return self._reply()
+
+    def close(self) -> None:
+        self._ws.close()
+
+    def __enter__(self) -> "OpenpiWebsocketClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
