@@ -6,6 +6,10 @@ requests are served one at a time, batch size 1) and the reply adds ``server_tim
 errors go back as a text frame. Client: ``openpi_client.websocket_client_policy.
 WebsocketClientPolicy`` from the ``openpi-client`` PyPI package. The server's msgpack
 helpers are ``openpi_client.msgpack_numpy`` too, so both ends use openpi's own encoding.
+openpi-client pins numpy<2 and so is usually not installed beside chunkwise: then both
+ends use ``chunkwise.wire.msgpack_numpy`` (the same bytes, checked against openpi-client by
+tests/serving/test_openpi_client.py) and ``chunkwise.serving.openpi_client``'s client,
+which makes the same calls per request as openpi's (pack, send, recv, unpack).
 
     python benchmarks/openpi_pattern.py --port=0 --model_ms=5 --cameras=0
 """
@@ -21,7 +25,8 @@ import traceback
 
 def main() -> None:
     import websockets.asyncio.server as ws_server
-    from openpi_client import msgpack_numpy
+
+    msgpack_numpy = _codec()
 
     from _common import parse_policy_args  # script dir is on sys.path when run
 
@@ -65,10 +70,22 @@ def main() -> None:
     asyncio.run(serve())
 
 
-def make_client(address: str):  # noqa: ANN201
-    from openpi_client.websocket_client_policy import WebsocketClientPolicy
+def _codec():  # noqa: ANN202
+    try:
+        from openpi_client import msgpack_numpy
+    except ImportError:
+        from chunkwise.wire import msgpack_numpy
+    return msgpack_numpy
 
+
+def make_client(address: str):  # noqa: ANN201
     host, port = address.rsplit(":", 1)
+    try:
+        from openpi_client.websocket_client_policy import WebsocketClientPolicy
+    except ImportError:
+        from chunkwise.serving.openpi_client import OpenpiWebsocketClient
+
+        return OpenpiWebsocketClient(host, int(port))
     return WebsocketClientPolicy(host=host, port=int(port))
 
 

@@ -10,10 +10,14 @@ Measured on loopback, every server in its own process, clients in this process:
 3. optional soak (``--soak_seconds``): 32 streaming sessions against an echo policy,
    every reply checked (lost / duplicated / misdelivered / non-monotone).
 
+chunkwise is measured on three paths of one server process: gRPC ``Infer``, gRPC
+``Stream`` and the openpi websocket endpoint (``--openpi_port``, ``openpi_endpoint``).
 Compared against (from ``benchmarks/`` in the repo, outside the package): a bare gRPC
-echo of the same payload (transport floor), the LeRobot pattern (pickled payloads over
-gRPC, one request at a time) and the openpi pattern (websocket + msgpack-numpy, client
-from the ``openpi-client`` package). All servers run the same policy: a small torch MLP
+echo of the same payload (transport floor), a bare websocket echo (``ws_echo``: bytes in,
+a reply of the openpi reply's size out; the websocket floor, served by this module), the
+LeRobot pattern (pickled payloads over gRPC, one request at a time) and the openpi pattern
+(websocket + msgpack-numpy, openpi-client's client when it imports, else chunkwise's
+byte-identical codec and client). All servers run the same policy: a small torch MLP
 (``--hidden``) padded to ``--model_ms`` per call, standing in for an accelerator whose
 forward time barely depends on small batch sizes; latency runs use ``model_ms=0``.
 """
@@ -37,25 +41,26 @@ import numpy as np
 from chunkwise.serving.process import ServerProcess
 
 STATE_DIM, ACTION_DIM, CHUNK = 39, 4, 50
+PATTERNS = ("echo", "ws_echo", "chunkwise", "openpi_endpoint", "pickle", "openpi")
 
 
 @dataclass
 class BenchServeConfig:
     n_requests: int = 300  # latency samples per pattern and payload
     duration_s: float = 3.0  # per throughput point
-    clients: list[int] = field(default_factory=lambda: [1, 8, 32])
+    clients: list[int] = field(default_factory=lambda: [1, 8, 32, 64])
     model_ms: float = 5.0  # fixed per-call model time in the throughput runs
     hidden: int = 256
     max_wait_ms: float = 2.0
     soak_seconds: float = 0.0  # > 0: also run the 32-client soak for this long
     soak_clients: int = 32
     benchmarks_dir: str = ""  # default: <repo>/benchmarks
-    patterns: list[str] = field(default_factory=lambda: ["echo", "chunkwise", "pickle", "openpi"])
+    patterns: list[str] = field(default_factory=lambda: list(PATTERNS))
     output: str = ""  # write all numbers as JSON here
     nice: int = 0
 
     def __post_init__(self) -> None:
-        valid = {"echo", "chunkwise", "pickle", "openpi"}
+        valid = set(PATTERNS)
         bad = set(self.patterns) - valid
         if bad:
             raise ValueError(f"unknown patterns {sorted(bad)}; valid: {sorted(valid)}")
@@ -86,8 +91,8 @@ def _load(bench_dir: Path, name: str) -> Any:
 class _Script:
     """A benchmarks/<name>.py server process printing 'listening on port N'."""
 
-    def __init__(self, path: Path, args: list[str], nice: int) -> None:
-        cmd = [sys.executable, str(path), "--port=0", *args]
+    def __init__(self, path: Path | list[str], args: list[str], nice: int) -> None:
+        cmd = [sys.executable, *([str(path)] if isinstance(path, Path) else path), "--port=0", *args]
         if nice:
             cmd = ["nice", "-n", str(nice), *cmd]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -102,7 +107,7 @@ class _Script:
                 self.address = f"127.0.0.1:{m.group(1)}"
                 threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()  # type: ignore[union-attr]
                 return
-        raise RuntimeError(f"{path.name} did not start:\n{''.join(lines)}")
+        raise RuntimeError(f"{path} did not start:\n{''.join(lines)}")
 
     def __enter__(self) -> "_Script":
         return self
@@ -195,6 +200,72 @@ def _openpi_client(mod: Any, address: str, images: bool) -> tuple[Callable, Call
     return call, lambda: c._ws.close()
 
 
+def _openpi_endpoint_client(address: str, images: bool) -> tuple[Callable, Callable]:
+    """chunkwise's openpi endpoint, the openpi pattern's payload (the policy's own keys)."""
+    from chunkwise.serving.openpi_client import OpenpiWebsocketClient
+
+    host, port = address.rsplit(":", 1)
+    c = OpenpiWebsocketClient(host, int(port))
+    obs = _obs(images)
+    batch_sizes: list[int] = []
+
+    def call(t: int) -> float:
+        timing = c.infer(obs)["server_timing"]
+        batch_sizes.append(timing["batch_size"])
+        return float(timing["model_ms"])
+
+    call.batch_sizes = batch_sizes  # type: ignore[attr-defined]
+    return call, c.close
+
+
+def _ws_echo_client(address: str, images: bool) -> tuple[Callable, Callable]:
+    from websockets.sync.client import connect
+
+    from chunkwise.wire.msgpack_numpy import packb
+
+    payload = packb(_obs(images))  # the bytes the openpi pattern sends
+    ws = connect(f"ws://{address}", compression=None, max_size=None)
+    ws.pending_legacy_warning = False  # closed below, not by a with block
+
+    def call(t: int) -> float:
+        ws.send(payload)
+        ws.recv()
+        return 0.0
+
+    return call, ws.close
+
+
+def ws_echo_main(argv: list[str]) -> None:
+    """The websocket floor: every binary frame answered with ``--reply_bytes`` bytes."""
+    import argparse
+    import asyncio
+    import signal
+    import socket
+
+    from websockets.asyncio.server import serve
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--reply_bytes", type=int, default=900)
+    args = ap.parse_args(argv)
+    reply = b"\0" * args.reply_bytes
+
+    async def handler(ws: Any) -> None:
+        async for _ in ws:
+            await ws.send(reply)
+
+    async def main_() -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", args.port))
+        async with serve(handler, sock=sock, compression=None, max_size=None):
+            print(f"listening on port {sock.getsockname()[1]}", flush=True)
+            stop = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
+            await stop
+
+    asyncio.run(main_())
+
+
 # ---------------------------------------------------------------------------- measurements
 
 
@@ -246,21 +317,37 @@ def _servers(cfg: BenchServeConfig, bench_dir: Path, cameras: int, model_ms: flo
     ours = ServerProcess(
         ["--policy.type=mlp", f"--policy.model_ms={model_ms}", f"--policy.cameras={cameras}",
          f"--policy.state_dim={STATE_DIM}", f"--policy.action_dim={ACTION_DIM}", f"--policy.chunk_size={CHUNK}",
-         f"--policy.hidden={cfg.hidden}", f"--max_wait_ms={cfg.max_wait_ms}", "--max_message_bytes=4194304"],
+         f"--policy.hidden={cfg.hidden}", f"--max_wait_ms={cfg.max_wait_ms}", "--max_message_bytes=4194304",
+         "--openpi_port=0"],
         nice=cfg.nice, lifetime_s=600,
     )
     reply_bytes = 40 + CHUNK * ACTION_DIM * 4
+    ws_reply_bytes = 120 + CHUNK * ACTION_DIM * 4  # msgpack of {"actions", "server_timing"}
     return {
         "chunkwise": lambda: ours,
+        "ws_echo": lambda: _Script(["-m", "chunkwise.serving.bench_serve", "ws_echo"],
+                                   [f"--reply_bytes={ws_reply_bytes}"], cfg.nice),
         "echo": lambda: _Script(bench_dir / "echo_server.py", [f"--reply_bytes={reply_bytes}"], cfg.nice),
         "pickle": lambda: _Script(bench_dir / "pickle_pattern.py", common, cfg.nice),
         "openpi": lambda: _Script(bench_dir / "openpi_pattern.py", common, cfg.nice),
     }
 
 
+def _ws_address(srv: ServerProcess) -> str:
+    """The openpi endpoint of a running ``chunkwise serve --openpi_port=0``."""
+    line = next(x for x in srv.output if "listening on" in x)
+    m = re.search(r"openpi=ws://(\S+)", line)
+    assert m, line
+    return m.group(1)
+
+
 def _client_factory(pattern: str, mods: dict[str, Any], address: str, images: bool, stream: bool = False):  # noqa: ANN202
     if pattern == "chunkwise":
         return lambda i=0: _chunkwise_client(address, images, stream, session=f"bench-{images}-{stream}-{i}")
+    if pattern == "openpi_endpoint":
+        return lambda i=0: _openpi_endpoint_client(address, images)
+    if pattern == "ws_echo":
+        return lambda i=0: _ws_echo_client(address, images)
     if pattern == "echo":
         return lambda i=0: _echo_client(mods["echo_server"], address, images)
     if pattern == "pickle":
@@ -282,13 +369,16 @@ def run(cfg: BenchServeConfig) -> dict[str, Any]:
         else:
             for name in ("echo_server", "pickle_pattern", "openpi_pattern"):
                 mods[name] = _load(bench_dir, name)
-    if "openpi" in patterns:
+    ws = [p for p in patterns if p in ("openpi", "openpi_endpoint", "ws_echo")]
+    if ws:
         try:
-            import openpi_client.websocket_client_policy  # noqa: F401
+            import msgpack  # noqa: F401
+            import websockets  # noqa: F401
         except ImportError as e:
-            print(f"bench serve: openpi-client not importable ({e}); "
-                  "`pip install --no-deps openpi-client msgpack websockets` to include it")
-            patterns.remove("openpi")
+            print(f"bench serve: {e}; `pip install -e '.[bench]'` to include {', '.join(ws)}")
+            patterns = [p for p in patterns if p not in ws]
+    if "openpi_endpoint" in patterns and "chunkwise" not in patterns:
+        patterns.insert(patterns.index("openpi_endpoint"), "chunkwise")  # it is a port of that server
     from contextlib import ExitStack
 
     from tqdm import tqdm
@@ -303,11 +393,15 @@ def run(cfg: BenchServeConfig) -> dict[str, Any]:
             servers = _servers(cfg, bench_dir, cameras=2 if images else 0, model_ms=0.0)
             clients: dict[str, tuple[Callable, Callable]] = {}
             for pattern in patterns:
+                if pattern == "openpi_endpoint":
+                    continue  # a port of the chunkwise server
                 srv = stack.enter_context(servers[pattern]())
                 if pattern == "chunkwise":
                     for stream in (False, True):
                         name = "chunkwise_stream" if stream else "chunkwise_infer"
                         clients[name] = _client_factory(pattern, mods, srv.address, images, stream)()
+                    if "openpi_endpoint" in patterns:
+                        clients["openpi_endpoint"] = _client_factory("openpi_endpoint", mods, _ws_address(srv), images)()
                 else:
                     clients[pattern] = _client_factory(pattern, mods, srv.address, images)()
             samples: dict[str, list[float]] = {k: [] for k in clients}
@@ -322,10 +416,12 @@ def run(cfg: BenchServeConfig) -> dict[str, Any]:
                 close()
                 results["latency"].setdefault(name, {})[payload] = {"overhead": _pct(samples[name])}
     # 2. throughput with a fixed per-call model time (echo has no model: skipped)
-    tp_patterns = [p for p in patterns if p != "echo"]
+    tp_patterns = [p for p in patterns if p not in ("echo", "ws_echo")]
     with ExitStack() as stack:
         servers = _servers(cfg, bench_dir, cameras=0, model_ms=cfg.model_ms)
-        addresses = {p: stack.enter_context(servers[p]()).address for p in tp_patterns}
+        addresses = {p: stack.enter_context(servers[p]()).address for p in tp_patterns if p != "openpi_endpoint"}
+        if "openpi_endpoint" in tp_patterns:
+            addresses["openpi_endpoint"] = _ws_address(servers["chunkwise"]())
         for n in tqdm(cfg.clients, desc="throughput", unit="n_clients"):
             pools = {p: [_client_factory(p, mods, addresses[p], False, stream=True)(i) for i in range(n)]
                      for p in tp_patterns}
@@ -377,26 +473,45 @@ def format_results(r: dict[str, Any]) -> str:
         last = d[str(r["config"]["clients"][-1])]
         mb = f"{last['mean_batch']:.1f}/{last['max_batch']}" if last["mean_batch"] else "1/1"
         lines.append(f"{name:<20}" + "".join(f"{d[str(n)]['requests_per_s']:>14.0f}" for n in r["config"]["clients"]) + f"   {mb}")
-    lines += ["", "ratios (chunkwise / other; targets in brackets)"]
+    lines += ["", "ratios (targets in brackets; MISS marks a missed target)"]
 
-    def ov(name: str, payload: str) -> float | None:
-        return lat.get(name, {}).get(payload, {}).get("overhead", {}).get("p50")
+    def ov(name: str, payload: str, q: str = "p50") -> float | None:
+        return lat.get(name, {}).get(payload, {}).get("overhead", {}).get(q)
 
+    def ratio(label: str, a: float | None, b: float | None, target: str = "") -> None:
+        if a is None or not b:
+            return
+        x = a / b
+        ok = ""
+        if target:
+            op, val = target.split()
+            ok = "" if (x <= float(val) if op == "<=" else x >= float(val)) else "  MISS"
+        lines.append(f"{label:<52}{x:6.2f}x" + (f"   [{target}]{ok}" if target else ""))
+
+    ours = ("chunkwise_infer", "chunkwise_stream", "openpi_endpoint")
     for payload in ("state", "images"):
-        ours = ov("chunkwise_infer", payload)
-        ours_s = ov("chunkwise_stream", payload)
-        for other, target in (("echo", "<= 1.5" if payload == "state" else ""), ("pickle", "< 1"), ("openpi", "")):
-            o = ov(other, payload)
-            if ours is not None and o:
-                t = f"   [{target}]" if target else ""
-                lines.append(f"p50 overhead {payload:<6} vs {other:<7}: Infer {ours / o:5.2f}x   Stream {ours_s / o:5.2f}x{t}")
-    nmax = str(r["config"]["clients"][-1])
-    ours_tp = tp.get("chunkwise", {}).get(nmax, {}).get("requests_per_s")
-    for other, target in (("pickle", ">= 8"), ("openpi", "")):
-        o = tp.get(other, {}).get(nmax, {}).get("requests_per_s")
-        if ours_tp and o:
-            t = f"   [{target}]" if target else ""
-            lines.append(f"requests/s with {nmax} clients vs {other:<7}: {ours_tp / o:6.2f}x{t}")
+        for q in ("p50", "p99"):
+            present = [(n, ov(n, payload, q)) for n in ours if ov(n, payload, q) is not None]
+            if present:
+                best, best_v = min(present, key=lambda kv: kv[1])
+                ratio(f"{q} {payload}: fastest chunkwise ({best}) / openpi", best_v, ov("openpi", payload, q),
+                      "<= 1.0" if q == "p50" else "")
+            ratio(f"{q} {payload}: openpi_endpoint / openpi", ov("openpi_endpoint", payload, q),
+                  ov("openpi", payload, q), "<= 1.2" if q == "p50" else "")
+            ratio(f"{q} {payload}: chunkwise_stream / gRPC echo", ov("chunkwise_stream", payload, q),
+                  ov("echo", payload, q), "<= 1.2" if q == "p50" else "")
+            ratio(f"{q} {payload}: chunkwise_infer / pickle", ov("chunkwise_infer", payload, q),
+                  ov("pickle", payload, q), "<= 1.0" if q == "p50" else "")
+            ratio(f"{q} {payload}: openpi / websocket echo", ov("openpi", payload, q), ov("ws_echo", payload, q))
+    for n in map(str, r["config"]["clients"]):
+        def rps(p: str, n: str = n) -> float | None:
+            return tp.get(p, {}).get(n, {}).get("requests_per_s")
+
+        big = int(n) >= 32
+        ratio(f"requests/s {n} clients: chunkwise_stream / pickle", rps("chunkwise"), rps("pickle"),
+              ">= 8" if big else "")
+        ratio(f"requests/s {n} clients: openpi_endpoint / openpi", rps("openpi_endpoint"), rps("openpi"),
+              ">= 10" if big else "")
     if "soak" in r:
         lines += ["", r["soak"]["summary"], f"soak ok: {r['soak']['ok']}"]
     return "\n".join(lines)
@@ -420,3 +535,8 @@ def main(argv: list[str]) -> int:
     if "soak" in results and not results["soak"]["ok"]:
         return 1
     return 0
+
+
+if __name__ == "__main__":  # the websocket floor server: python -m chunkwise.serving.bench_serve ws_echo
+    if sys.argv[1:2] == ["ws_echo"]:
+        ws_echo_main(sys.argv[2:])
