@@ -42,6 +42,9 @@ class PolicyFamily:
     strategy_names: tuple[str, ...] = ()
     build: str | None = None  # "module:function" building the policy from flags (no checkpoint)
     build_config: str | None = None  # "module:Class" of those flags
+    # "module:function(path) -> bool": claims a checkpoint directory another library wrote
+    # (its config.json has no chunkwise format_version), e.g. a LeRobot policy directory
+    claims: str | None = None
 
 
 _FAMILIES: dict[str, PolicyFamily] = {}
@@ -107,20 +110,39 @@ def checkpoint_dir(path: str | Path) -> Path:
     path = Path(path)
     if not (path / "config.json").is_file() and (path / "checkpoints" / "last" / "config.json").is_file():
         path = path / "checkpoints" / "last"
+    # a lerobot-train run (or one of its checkpoints) keeps the policy in pretrained_model/
+    for sub in ("pretrained_model", "checkpoints/last/pretrained_model"):
+        if not (path / "config.json").is_file() and (path / sub / "config.json").is_file():
+            path = path / sub
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{path} is not a chunkwise checkpoint: {cfg_file} does not exist")
     return path
 
 
+def _claimed_by(path: Path, cfg: dict[str, Any]) -> str | None:
+    """The family that claims a directory chunkwise did not write (no format_version)."""
+    if "format_version" in cfg:
+        return None
+    for fam in families().values():
+        if fam.claims:
+            module, fn = fam.claims.split(":")
+            if getattr(importlib.import_module(module), fn)(path):
+                return fam.name
+    return None
+
+
 def checkpoint_type(path: str | Path) -> str:
-    return str(json.loads((checkpoint_dir(path) / "config.json").read_text()).get("type"))
+    path = checkpoint_dir(path)
+    cfg = json.loads((path / "config.json").read_text())
+    return _claimed_by(path, cfg) or str(cfg.get("type"))
 
 
 def load(path: str | Path) -> Policy:
     path = checkpoint_dir(path)
     cfg_file = path / "config.json"
-    policy_type = json.loads(cfg_file.read_text()).get("type")
+    cfg = json.loads(cfg_file.read_text())
+    policy_type = _claimed_by(path, cfg) or cfg.get("type")
     if policy_type not in _LOADERS:
         fam = families().get(str(policy_type))
         if fam is not None and fam.loader:

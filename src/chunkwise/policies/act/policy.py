@@ -120,6 +120,13 @@ class ACTPolicy(PolicyFilesMixin, nn.Module):
         return state, images
 
     # -- checkpoints: weights / save_into / save_pretrained / from_pretrained: PolicyFilesMixin
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **overrides: Any) -> "ACTPolicy":
+        from chunkwise.policies.lerobot.files import is_lerobot_checkpoint, not_chunkwise_error
+
+        if is_lerobot_checkpoint(directory):  # LeRobot writes "type": "act" too
+            raise not_chunkwise_error(directory, "ACT")
+        return super().from_pretrained(directory, **overrides)
 
 
 def _load(path: Path) -> ACTPolicy:
