@@ -123,7 +123,21 @@ class _Reject(Exception):
         self.message, self.code = message, code
 
 
+def _all_finite(arr: np.ndarray) -> bool:
+    # A NaN or inf anywhere makes the sum NaN or inf, so a finite sum proves every value
+    # finite at the cost of one reduction; only a non-finite sum (maybe a mere overflow)
+    # needs the element-wise check.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(arr.sum()):
+            return True
+    return bool(np.isfinite(arr).all())
+
+
 def _as_float32(name: str, value: Any, shape: tuple[int, ...] | None) -> np.ndarray:
+    if type(value) is np.ndarray and value.dtype == _F32 and (shape is None or value.shape == shape):
+        if not _all_finite(value):  # the usual case: float32 of the right shape, no copy
+            raise ServingError(_INVALID, f"{name} contains NaN or inf")
+        return value
     if not isinstance(value, (np.ndarray, list, tuple)) or (isinstance(value, np.ndarray) and value.dtype.kind not in "biuf"):
         raise ServingError(_INVALID, f"{name} must be a numeric array, got {type(value).__name__}"
                            + (f" of dtype {value.dtype.str}" if isinstance(value, np.ndarray) else ""))
@@ -134,7 +148,7 @@ def _as_float32(name: str, value: Any, shape: tuple[int, ...] | None) -> np.ndar
         raise ServingError(_INVALID, f"{name} must be a numeric array") from None
     if shape is not None and arr.shape != shape:
         raise ServingError(_INVALID, f"{name} has shape {arr.shape}, expected {shape}")
-    if not np.isfinite(arr).all():
+    if not _all_finite(arr):
         raise ServingError(_INVALID, f"{name} contains NaN or inf (or values beyond float32's range)")
     return arr
 
@@ -290,39 +304,60 @@ class OpenpiEndpoint:
         session = f"openpi-{next(self._ids)}"
         state = {"episode": 0, "timestep": 0}
         self.open_connections += 1
+        # Idle timeout without a timer per message (asyncio.wait_for costs a task per
+        # recv): one timer per idle period, re-armed from the time of the last request.
+        idle_s = self.limits.stream_idle_timeout_s
+        activity = {"last": time.monotonic(), "busy": False}
+
+        def check_idle() -> None:
+            quiet = time.monotonic() - activity["last"]
+            if activity["busy"] or quiet < idle_s:
+                timer[0] = loop.call_later(idle_s - quiet if not activity["busy"] else idle_s, check_idle)
+                return
+            msg = f"no request for {idle_s:g} s (--stream_idle_timeout_s); closing"
+            self.service._rejected(ServingError(_INVALID, msg), peer)
+            loop.create_task(self._close_with(ws, msg, 1000))
+
+        timer = [loop.call_later(idle_s, check_idle)]
         try:
             try:
                 self.service.sessions.reset(session, 0, owner)
             except ServingError as e:
                 raise _Reject(e.message, 1013) from None
             await ws.send(self._metadata_frame)
+            alive = lambda: ws.state.name == "OPEN"  # noqa: E731
             while True:
-                try:
-                    frame = await asyncio.wait_for(ws.recv(), self.limits.stream_idle_timeout_s)
-                except asyncio.TimeoutError:
-                    raise _Reject(f"no request for {self.limits.stream_idle_timeout_s:g} s (--stream_idle_timeout_s); "
-                                  "closing", 1000) from None
+                frame = await ws.recv()
                 arrival = time.monotonic()
+                activity["busy"] = True
                 if isinstance(frame, str):
                     raise _Reject("expected a binary msgpack frame, got a text frame")
-                alive = lambda: ws.state.name == "OPEN"  # noqa: E731
                 if self.open_connections <= 1:  # alone: no thread hand-off
                     reply = self._serve(frame, arrival, owner, session, state, alive)
                 else:
                     reply = await loop.run_in_executor(
                         self._pool, self._serve, frame, arrival, owner, session, state, alive)
                 await ws.send(reply)
+                activity["last"], activity["busy"] = time.monotonic(), False
         except _Reject as r:
             self.service._rejected(ServingError(_INVALID, r.message), peer)
-            try:
-                await ws.send(r.message)
-                await ws.close(r.code, clip(r.message, 100))
-            except ConnectionClosed:
-                pass
+            await self._close_with(ws, r.message, r.code)
         except ConnectionClosed:
             pass
         finally:
+            timer[0].cancel()
             self.open_connections -= 1
+
+    @staticmethod
+    async def _close_with(ws: Any, message: str, code: int) -> None:
+        """openpi's error convention: the message as a text frame, then close."""
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await ws.send(message)
+            await ws.close(code, clip(message, 100))
+        except ConnectionClosed:
+            pass
 
     def _serve(self, frame: bytes, arrival: float, owner: Owner, session: str, state: dict, alive: Any) -> bytes:
         """One request -> reply bytes; raises _Reject (the connection then ends)."""
@@ -451,4 +486,7 @@ class OpenpiEndpoint:
             if value.shape != shape:
                 raise ServingError(_INVALID, f"{clip(key, 64)} has shape {value.shape}, expected {shape}")
             return value
-        return _as_float32(clip(key, 64), value, feat.shape)
+        try:
+            return _as_float32(key, value, feat.shape)
+        except ServingError as e:  # the client's key, bounded, in the message
+            raise ServingError(_INVALID, e.message.replace(key, clip(key, 64), 1)) from None
