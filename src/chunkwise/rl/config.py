@@ -18,6 +18,8 @@ RewardType = Literal["sparse", "dense"]
 BCDecay = Literal["exponential", "linear", "constant"]
 BCLoss = Literal["mse", "nll"]
 ActorMemory = Literal["state", "state_and_features"]
+# how online rollouts execute chunks (rl/delayed.py): the executor's strategy names
+RolloutStrategy = Literal["sync", "latest_only", "weighted_average", "average", "conservative", "temporal_ensemble"]
 
 
 def _check_choice(name: str, value: Any, literal: Any) -> None:
@@ -121,6 +123,13 @@ class SACConfig:
     bc_min_weight: float = 0.0
     actor_net: ActorConfig = field(default_factory=ActorConfig)
     critic_net: CriticConfig = field(default_factory=CriticConfig)
+    # RL under delay (rl/delayed.py): rollouts and evaluation run through the async executor
+    # with a chunk arriving rollout_delay = d steps after its observation; the critic scores
+    # Q(s_t, executed prefix a_t..a_t+d-1, the chunk's executed part). d = 0 with sync is the
+    # delay-free open-loop rollout.
+    rollout_delay: int = 0
+    rollout_strategy: RolloutStrategy = "sync"
+    rollout_chunk_size_threshold: float = 0.5  # async trigger g: request when len(queue)/H <= g
 
     def __post_init__(self) -> None:
         _check_choice("actor", self.actor, ActorType)
@@ -139,6 +148,25 @@ class SACConfig:
             _check_positive(name, getattr(self, name), allow_zero=True)
         if not 0.0 < self.bc_decay_rate <= 1.0:
             raise ValueError(f"bc_decay_rate must be in (0, 1], got {self.bc_decay_rate}")
+        self._check_rollout()
+
+    def _check_rollout(self) -> None:
+        _check_choice("rollout_strategy", self.rollout_strategy, RolloutStrategy)
+        _check_positive("rollout_delay", self.rollout_delay, allow_zero=True)
+        if not 0.0 <= self.rollout_chunk_size_threshold <= 1.0:
+            raise ValueError(f"rollout_chunk_size_threshold must be in [0, 1], got {self.rollout_chunk_size_threshold}")
+        if self.rollout_delay >= self.chunk_size:
+            raise ValueError(f"rollout_delay={self.rollout_delay} must be < chunk_size={self.chunk_size}: the H-step "
+                             "window after a request would hold no action of the requested chunk")
+        if self.rollout_delay and self.critic == "first_action":
+            raise ValueError("rollout_delay > 0 needs critic=chunk: Q(s_t, a_t) scores a_t, which is the executed "
+                             "prefix under delay and not the actor's choice")
+
+    @property
+    def executed_offset(self) -> int:
+        """Index of the actor's first executed action: d (async, labels t..t+H-1; the first d
+        are stale on arrival) or 0 (sync: the robot idles d steps, then runs the chunk from 0)."""
+        return 0 if self.rollout_strategy == "sync" else self.rollout_delay
 
     @property
     def obs_history_length(self) -> int:

@@ -10,6 +10,13 @@ Contract used by the training loop and by anyone embedding the learner elsewhere
                                            log temperature, optimizer moments, step counter
 
 ``batch`` is the dict produced by ``MixedReplay.sample`` (numpy or torch).
+
+Under delay (``rollout_delay`` = d > 0, rl/delayed.py) the chunk critic scores the H
+actions executed from s_t, of which the first d (the prefix) were already committed when
+the chunk was requested; the actor's chunk A enters through its executed part
+(o = ``executed_offset``: d async, 0 sync)::
+
+    Q(s_t, prefix, A) := Q_net(s_t, [a_t..a_t+d-1, A_o .. A_o+H-d-1])
 """
 
 from __future__ import annotations
@@ -58,6 +65,14 @@ class ChunkSAC:
         for m in (self.actor, self.critic, self.critic_target):
             m.set_stats(torch.as_tensor(mean), torch.as_tensor(std))
 
+    def _with_prefix(self, prefix: torch.Tensor | None, chunk: torch.Tensor) -> torch.Tensor:
+        """(n, H, A): the executed window when the actor's ``chunk`` is requested after ``prefix``."""
+        d = self.cfg.rollout_delay
+        if not d or prefix is None:
+            return chunk
+        o = self.cfg.executed_offset
+        return torch.cat([prefix[:, :d], chunk[:, o : o + self.cfg.chunk_size - d]], dim=1)
+
     def _critic_actions(self, chunk: torch.Tensor) -> torch.Tensor:
         return chunk.flatten(1) if self.cfg.critic == "chunk" else chunk[:, 0]
 
@@ -79,7 +94,8 @@ class ChunkSAC:
             alpha = self.temperature
             if cfg.critic == "chunk":
                 nxt = self.actor(b["next_obs"])
-                q_next = self.critic_target(b["next_obs"][:, -1], self._critic_actions(nxt.actions)).min(0).values
+                a_next = self._with_prefix(b.get("next_prefix"), nxt.actions)
+                q_next = self.critic_target(b["next_obs"][:, -1], self._critic_actions(a_next)).min(0).values
                 v = q_next - alpha * nxt.log_prob if cfg.backup_entropy else q_next
                 return losses.chunk_td_target(b["rewards"], b["valid"], b["mask"], v, cfg.gamma)
             nxt = self.actor(b["first_next_obs"])
@@ -119,7 +135,7 @@ class ChunkSAC:
         # actor: alpha * joint log-prob - agg Q, plus the decaying BC term on demo rows
         out = self.actor(b["obs"])
         self.critic.requires_grad_(False)  # the actor step must not leave grads in the critic
-        q_pi = self.critic(state, self._critic_actions(out.actions))
+        q_pi = self.critic(state, self._critic_actions(self._with_prefix(b.get("prefix"), out.actions)))
         self.critic.requires_grad_(True)
         sac = losses.actor_loss(out.log_prob, q_pi, self.temperature, cfg.q_aggregation, cfg.normalize_q)
         w_bc = cfg.bc_weight_at(self.step)

@@ -15,6 +15,13 @@ at every step, not only at the decision steps where the policy emitted a chunk
 (Q-chunking does the same with offline data). ``first_*`` fields hold the 1-step
 transition (s_t, a_t, r_t, s_t+1, mask) for ``critic=first_action``.
 
+With ``prefix_length`` = d > 0 (RL under delay, rl/delayed.py) a transition also holds the
+executed prefix and the d actions executed after the window (padded with the episode's
+last action past its end)::
+
+    prefix:       a_t .. a_t+d-1             (executed while a chunk requested at t is computed)
+    next_prefix:  a_t+k .. a_t+k+d-1         (the same for the bootstrap state s_t+k)
+
 Only complete episodes are added, so a window never reads an unfinished episode. The
 buffer is a ring: if the oldest episode is partly overwritten, its remaining steps stay
 consistent because overwriting proceeds in step order; history look-ups that would reach
@@ -55,10 +62,13 @@ class Episode:
 
 
 class EpisodeReplay:
-    def __init__(self, capacity: int, state_dim: int, action_dim: int) -> None:
+    def __init__(self, capacity: int, state_dim: int, action_dim: int, prefix_length: int = 0) -> None:
         if capacity <= 0:
             raise ValueError(f"replay capacity must be positive, got {capacity}")
+        if prefix_length < 0:
+            raise ValueError(f"prefix_length must be >= 0, got {prefix_length}")
         self.capacity, self.state_dim, self.action_dim = capacity, state_dim, action_dim
+        self.prefix_length = prefix_length  # d: executed actions stored as prefix/next_prefix
         self.states = np.zeros((capacity, state_dim), np.float32)
         self.next_states = np.zeros((capacity, state_dim), np.float32)
         self.actions = np.zeros((capacity, action_dim), np.float32)
@@ -110,7 +120,7 @@ class EpisodeReplay:
         term = self.terminal[last]
         disc = (gamma ** np.arange(h))[None, :]
         first = idx % cap
-        return {
+        out = {
             "obs": self._history(idx, history),  # (n, T, S)
             "chunk": self.actions[steps],  # (n, H, A)
             "rewards": rewards,  # (n, H)
@@ -124,6 +134,17 @@ class EpisodeReplay:
             "first_mask": (~self.terminal[first]).astype(np.float32),
             "first_next_obs": self._history(first, history, next_of=True),
         }
+        if self.prefix_length:
+            out["prefix"] = self._executed(idx, np.zeros_like(k), self.prefix_length)
+            out["next_prefix"] = self._executed(idx, k, self.prefix_length)
+        return out
+
+    def _executed(self, idx: np.ndarray, start: np.ndarray, n: int) -> np.ndarray:
+        """(len(idx), n, A): actions at steps idx+start .. idx+start+n-1 of each episode,
+        the episode's last action repeated past its end."""
+        last = self.remaining[idx][:, None] - 1  # offset of the episode's last step from idx
+        off = np.minimum(start[:, None] + np.arange(n)[None, :], last)
+        return self.actions[(idx[:, None] + off) % self.capacity]
 
     def _history(self, idx: np.ndarray, history: int, next_of: bool = False) -> np.ndarray:
         """(n, T, S) states ending at s_idx (or at s_idx+1 = next_states[idx] if ``next_of``).

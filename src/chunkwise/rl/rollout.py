@@ -112,12 +112,15 @@ class LearnerPolicy:
 class ChunkRunner:
     """One env + executor pair reused for every online episode and every evaluation."""
 
-    def __init__(self, env: ChunkEnv, learner: ChunkSAC, reward_type: str = "sparse", reward_scale: float = 1.0) -> None:
+    def __init__(self, env: ChunkEnv, learner: ChunkSAC, reward_type: str = "sparse", reward_scale: float = 1.0,
+                 execution: ExecutionConfig | None = None, delay: int = 0) -> None:
+        """``execution``/``delay``: how chunks run (default: sync, open-loop H steps, d = 0;
+        ``rl.delayed.make_runner`` passes the async executor under delay)."""
         h = learner.cfg.chunk_size
         self.recorder = RecordingEnv(env, reward_type, reward_scale)
         self.policy = LearnerPolicy(learner, self.recorder, env.fps)
-        cfg = ExecutionConfig(strategy="sync", actions_per_chunk=h, n_action_steps=h, record_trace=False)
-        self.executor = VirtualClockExecutor(self.recorder, self.policy, cfg, delay=0)
+        cfg = execution or ExecutionConfig(strategy="sync", actions_per_chunk=h, n_action_steps=h, record_trace=False)
+        self.executor = VirtualClockExecutor(self.recorder, self.policy, cfg, delay=delay)
 
     def run(self, seed: int, deterministic: bool) -> tuple[Rollout, Episode]:
         self.policy.deterministic = deterministic

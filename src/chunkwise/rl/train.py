@@ -41,11 +41,11 @@ from chunkwise.rl.checkpoint import (
     write_checkpoint,
 )
 from chunkwise.rl.config import RewardType, SACConfig, _check_choice, _check_positive
+from chunkwise.rl.delayed import make_runner
 from chunkwise.rl.demos import load_dataset_episodes, scripted_episodes
 from chunkwise.rl.learner import ChunkSAC
 from chunkwise.rl.policy import rl_metadata
 from chunkwise.rl.replay import EpisodeReplay, MixedReplay
-from chunkwise.rl.rollout import ChunkRunner
 from chunkwise.types import OBS_STATE
 
 EVAL_SEED_BASE = 1_000_000  # eval episodes never share seeds with training episodes
@@ -228,12 +228,14 @@ class RLTrainer:
         self.env = make_env(cfg.env)
         obs_dim = int(self.env.observation_spec[OBS_STATE].shape[0])
         self.learner = ChunkSAC(cfg, obs_dim, self.env.action_dim)
-        self.runner = ChunkRunner(self.env, self.learner, cfg.reward_type, cfg.reward_scale)
+        # sync at d = 0 by default; --rollout_delay/--rollout_strategy: the async executor (rl/delayed.py)
+        self.runner = make_runner(self.env, self.learner, cfg.reward_type, cfg.reward_scale)
         self.demos = load_demos(cfg)
-        self.offline = EpisodeReplay(max(1, sum(len(e) for e in self.demos)), obs_dim, self.env.action_dim)
+        d = cfg.rollout_delay  # transitions carry the executed prefix (and next prefix) of d actions
+        self.offline = EpisodeReplay(max(1, sum(len(e) for e in self.demos)), obs_dim, self.env.action_dim, d)
         for ep in self.demos:
             self.offline.add_episode(ep)
-        self.online = EpisodeReplay(cfg.replay_capacity, obs_dim, self.env.action_dim)
+        self.online = EpisodeReplay(cfg.replay_capacity, obs_dim, self.env.action_dim, d)
         self.replay = MixedReplay(self.offline, self.online, cfg.offline_ratio)
         self.log = MetricsLog(self.out)
         self.env_steps = self.updates = self.episodes = 0
