@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+RETRY_CALL = RETRYABLE | {grpc.StatusCode.ABORTED}  # what call_with_retry waits out
 
 
 class _Failed:
@@ -254,7 +255,9 @@ class RemotePolicy:
             raise RemoteError(code, e.details() or "") from None
 
     def call_with_retry(self, fn: Callable[[], T]) -> T:
-        """``fn()``, retrying UNAVAILABLE with exponential backoff for reconnect_timeout_s."""
+        """``fn()``, retrying UNAVAILABLE (server down or restarting) and ABORTED (the session
+        is still held by this client's previous, dying connection) with exponential backoff
+        for reconnect_timeout_s."""
         t_end = time.monotonic() + self.reconnect_timeout_s
         delay = self.backoff_s
         while True:
@@ -262,13 +265,13 @@ class RemotePolicy:
                 return fn()
             except grpc.RpcError as e:
                 code = e.code()
-                if code not in RETRYABLE or time.monotonic() + delay > t_end:
+                if code not in RETRY_CALL or time.monotonic() + delay > t_end:
                     raise RemoteError(code, e.details() or "") from None
                 log.info("server at %s unavailable (%s); retrying in %.2fs", self.address, e.details(), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
             except RemoteError as e:
-                if e.code not in RETRYABLE or time.monotonic() + delay > t_end:
+                if e.code not in RETRY_CALL or time.monotonic() + delay > t_end:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)

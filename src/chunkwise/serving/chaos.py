@@ -107,6 +107,7 @@ class SoakReport:
     resume_s_max: float = 0.0
     rss_mb: list[list[float]] = field(default_factory=list)  # per server lifetime: [after warm-up, at end]
     rss_growth_pct: list[float] = field(default_factory=list)
+    rss_series: list[list[list[float]]] = field(default_factory=list)  # per lifetime: [s since start, MB] every ~10 s
     frozen_started: int = 0
 
     @property
@@ -389,6 +390,7 @@ def run_soak(cfg: SoakConfig) -> SoakReport:
         rep.resume_s_max = float(np.max(run.resumes))
     for start, samples in lifetimes:
         after = [r for t, r in samples if t >= start + cfg.warmup_s]
+        rep.rss_series.append([[round(t - start, 1), round(r, 2)] for t, r in samples[::10]])
         if len(after) >= 2:
             rep.rss_mb.append([after[0], after[-1]])
             rep.rss_growth_pct.append(100.0 * (after[-1] - after[0]) / after[0])

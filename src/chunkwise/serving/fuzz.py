@@ -41,7 +41,7 @@ STATE_DIM, ACTION_DIM, CHUNK, PREFIX = 8, 4, 10, 5
 _SVC = "/chunkwise.v1.PolicyService/"
 _POLICY_FAILURES = ("policy failed", "policy returned non-finite")
 # What the service answers on purpose (anything else means an exception escaped).
-EXPECTED_CODES = {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "PERMISSION_DENIED",
+EXPECTED_CODES = {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "ABORTED", "PERMISSION_DENIED",
                   "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "INTERNAL"}
 _DTYPES = ["float32", "float64", "float16", "uint8", "int8", "int32", "int64", "bool"]
 _BAD_DTYPES = ["object", "<f4", "float32 ", "", "complex128", "U10", "V8", "O", "float" * 40, "\x00", "ḟloat32"]

@@ -123,8 +123,11 @@ class SessionTable:
             )
         quiet = now - s.last_seen
         if quiet < self.takeover_s and self._busy(s.owner.connection):
+            # ABORTED, not FAILED_PRECONDITION: it clears by itself once the old connection's
+            # call ends (a robot reconnecting after a drop races its own dying stream), so a
+            # client retries it with backoff.
             raise ServingError(
-                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.ABORTED,
                 f"session {_sid(s.session_id)} is in use by another open connection of this client; it can be "
                 f"taken over once that connection has no call in progress or after {self.takeover_s:g} s "
                 "without requests",
