@@ -269,3 +269,43 @@ def test_idle_timeout_token_and_action_context():
         with OpenpiWebsocketClient("127.0.0.1", port, api_key=TOKEN) as idle:
             with pytest.raises(OpenpiServerError, match="no request for 1 s"):
                 idle._reply()  # sends nothing: dropped after the idle timeout
+
+
+def test_tls_in_process(tmp_path):
+    """--tls_cert/--tls_key apply to the openpi port too (wss://); start_server wires it."""
+    import ssl
+    import subprocess
+
+    from chunkwise.policies.testing import EchoPolicy
+    from chunkwise.serving.server import ServeConfig, ServePolicyConfig, start_server
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    r = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        capture_output=True,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"openssl unavailable: {r.stderr[:200]!r}")
+    cfg = ServeConfig(policy=ServePolicyConfig(type="echo"), host="localhost", port=0, openpi_port=0,
+                      tls_cert=str(cert), tls_key=str(key))
+    srv = start_server(cfg, policy=EchoPolicy())
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        with OpenpiWebsocketClient(f"wss://localhost:{srv.openpi.port}", ssl_context=ctx) as c:
+            out = c.infer({"observation/state": np.arange(8, dtype=np.float32)})
+            np.testing.assert_array_equal(out["actions"][:, 0], np.arange(10, dtype=np.float32))
+        with pytest.raises(Exception):  # noqa: B017 - a plaintext client against the TLS port
+            OpenpiWebsocketClient("127.0.0.1", srv.openpi.port, open_timeout_s=2)
+    finally:
+        srv.stop()
+
+
+def test_openpi_flags_validated():
+    from chunkwise.serving.server import parse_serve_config
+
+    cfg = parse_serve_config(["--policy.type=echo", "--openpi_port=0",
+                              "--openpi_keys=observation/joint_position=observation.state"], environ={})
+    assert cfg.openpi_port == 0 and cfg.openpi_keys == "observation/joint_position=observation.state"
+    with pytest.raises(ValueError, match="openpi_port must be -1"):
+        parse_serve_config(["--policy.type=echo", "--openpi_port=-2"], environ={})

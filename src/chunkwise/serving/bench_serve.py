@@ -486,7 +486,7 @@ def format_results(r: dict[str, Any]) -> str:
         if target:
             op, val = target.split()
             ok = "" if (x <= float(val) if op == "<=" else x >= float(val)) else "  MISS"
-        lines.append(f"{label:<52}{x:6.2f}x" + (f"   [{target}]{ok}" if target else ""))
+        lines.append(f"{label:<60}{x:6.2f}x" + (f"   [{target}]{ok}" if target else ""))
 
     ours = ("chunkwise_infer", "chunkwise_stream", "openpi_endpoint")
     for payload in ("state", "images"):

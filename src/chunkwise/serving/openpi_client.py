@@ -23,7 +23,8 @@ class OpenpiServerError(RuntimeError):
 
 class OpenpiWebsocketClient:
     def __init__(self, host: str, port: int | None = None, api_key: str | None = None,
-                 open_timeout_s: float = 10.0) -> None:
+                 open_timeout_s: float = 10.0, ssl_context: Any = None) -> None:
+        """``host`` may be a full ``ws://`` / ``wss://`` URI; ``ssl_context`` for ``wss``."""
         from websockets.sync.client import connect
 
         uri = host if host.startswith("ws") else f"ws://{host}"
@@ -32,7 +33,7 @@ class OpenpiWebsocketClient:
         headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
         self._packer = Packer()
         self._ws = connect(uri, compression=None, max_size=None, additional_headers=headers,
-                           open_timeout=open_timeout_s)
+                           open_timeout=open_timeout_s, ssl=ssl_context)
         # websockets >= 17.1 warns unless `with connect(...)` is used; this object owns and
         # closes the connection (close()), as openpi's client does.
         self._ws.pending_legacy_warning = False

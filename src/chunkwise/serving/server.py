@@ -517,7 +517,14 @@ def main(argv: list[str]) -> int:
     for line in security_warnings(cfg, argv):
         print(f"chunkwise serve: WARNING: {line}", file=sys.stderr, flush=True)
     return_large_buffers_to_the_os()
-    running = start_server(cfg)
+    try:
+        running = start_server(cfg)
+    except (ValueError, RuntimeError) as e:
+        if cfg.openpi_port < 0:
+            raise
+        # --openpi_keys that do not fit the policy's spec, websockets missing, port taken
+        print(f"chunkwise serve: error: {e}", file=sys.stderr)
+        return 2
     md = running.service.metadata
     n_tokens = len(cfg.tokens())
     print(
