@@ -77,12 +77,14 @@ def _fps_of(path: Path) -> float:
     except (OSError, ValueError):
         return DEFAULT_FPS
     root = (train.get("dataset") or {}).get("root")
-    if root:
-        try:
-            info = json.loads((Path(root) / "meta" / "info.json").read_text())
-            return float(info.get("fps") or DEFAULT_FPS)
-        except (OSError, ValueError):
-            pass
+    if root:  # relative to where lerobot-train ran: try here and the run's parent directories
+        bases = [Path.cwd(), *path.resolve().parents] if not Path(root).is_absolute() else [Path("/")]
+        for base in bases:
+            try:
+                info = json.loads((base / root / "meta" / "info.json").read_text())
+                return float(info.get("fps") or DEFAULT_FPS)
+            except (OSError, ValueError):
+                continue
     env = train.get("env") or {}
     return float(env.get("fps") or DEFAULT_FPS)
 
@@ -199,10 +201,10 @@ class LeRobotPolicy:
             if key in self.image_features:
                 if arr.ndim != 4 or arr.shape[-1] != 3:
                     raise ValueError(f"{env_key} must be (B, H, W, 3) uint8, got {arr.shape}")
-                t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
+                t = torch.from_numpy(np.array(arr)).permute(0, 3, 1, 2)  # a copy: wire arrays are read-only
                 t = t.to(torch.float32) / 255.0 if arr.dtype == np.uint8 else t.to(torch.float32)
             else:
-                t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+                t = torch.from_numpy(np.array(arr, dtype=np.float32))
             batch[key] = t.contiguous()
             size = t.shape[0]
         tasks = obs_batch.get(TASK)
@@ -227,6 +229,9 @@ class LeRobotPolicy:
         """(B, H, A) float32 in env units. ``prefix`` is not used (see docs/lerobot.md on RTC)."""
         import torch
 
+        queues = getattr(self.model, "_queues", None)
+        if isinstance(queues, dict) and any(len(q) for q in queues.values()):
+            self.model.reset()  # LeRobot's Diffusion would read its select_action queues instead of the batch
         with torch.inference_mode():
             processed = self.preprocessor(self.policy_inputs(obs_batch))
             chunk = self.model.predict_action_chunk(self._model_batch(processed))
