@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# Create (or reuse) .venv-lerobot: Python 3.12 with the real lerobot 0.6.1 and chunkwise
+# Create (or reuse) the lerobot venv: Python 3.12 with the real lerobot 0.6.1 and chunkwise
 # installed editable, where `--policy.type=lerobot` and tests/policies/test_lerobot.py run.
 # lerobot needs Python >= 3.12 and torch < 2.12; from PyPI that is a CUDA torch 2.11 build
-# (~6 GB, ~5 min on a fresh machine; pip's cache makes a rebuild quick). chunkwise's own torch
-# range admits it (and 2.13, the core venv's CPU build).
-# Idempotent (stamp file); exits non-zero and prints why if the venv cannot be built.
+# (venv ~5.8 GB, ~4 min here on a fresh machine; pip's cache makes a rebuild quicker).
+# chunkwise's own torch range admits it (and 2.13, the core venv's CPU build).
+#
+# Where: .venv-lerobot, or $CHUNKWISE_LEROBOT_VENV (CI keeps it outside the clone so that it
+# is reused between runs on the same machine). Idempotent: the stamp records a hash of
+# pyproject.toml and this script, and the checkout chunkwise is installed from; a new
+# checkout with the same hash only re-points the editable install (seconds).
+# Exits non-zero and says why if the venv cannot be built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=.venv-lerobot
+venv=${CHUNKWISE_LEROBOT_VENV:-.venv-lerobot}
 stamp=$venv/.chunkwise-lerobot-installed
-if [ -f "$stamp" ] && [ ! pyproject.toml -nt "$stamp" ] && [ ! "$0" -nt "$stamp" ] \
-        && $venv/bin/python -c "import lerobot, chunkwise" 2>/dev/null; then
-    exit 0
+want_hash=$(cat pyproject.toml scripts/setup_lerobot_venv.sh | sha256sum | cut -d' ' -f1)
+here=$(pwd -P)
+pip=( "$venv/bin/python" -m pip install -q --disable-pip-version-check )
+if [ -f "$stamp" ] && [ "$(sed -n 1p "$stamp")" = "$want_hash" ] \
+        && "$venv/bin/python" -c "import lerobot" 2>/dev/null; then
+    if [ "$(sed -n 2p "$stamp")" != "$here" ]; then
+        "${pip[@]}" --no-deps -e .
+        printf '%s\n%s\n' "$want_hash" "$here" > "$stamp"
+    fi
+    "$venv/bin/python" -c "import lerobot, chunkwise" && exit 0
 fi
 PY=${PYTHON_LEROBOT:-}
 if [ -z "$PY" ]; then
@@ -27,12 +39,13 @@ if [ -z "$PY" ]; then
     echo "setup_lerobot_venv: no Python >= 3.12 found (lerobot needs it); set PYTHON_LEROBOT" >&2
     exit 1
 fi
-if [ ! -x $venv/bin/python ]; then
-    "$PY" -m venv $venv
+if [ ! -x "$venv/bin/python" ]; then
+    mkdir -p "$(dirname "$venv")"
+    "$PY" -m venv "$venv"
 fi
-pip=( $venv/bin/python -m pip install -q --disable-pip-version-check )
+rm -f "$stamp"
 # one resolve for everything, so lerobot's pins (numpy<2.3, torch<2.12, ...) and chunkwise's
 # meet; diffusion adds diffusers for LeRobot's Diffusion policy, accelerate is what lerobot-train needs
 "${pip[@]}" "torch>=2.11,<2.12" "lerobot[dataset,diffusion,accelerate-dep]==0.6.1" -e ".[dev,lerobot]"
-$venv/bin/python -c "import lerobot, chunkwise, torch; print('setup_lerobot_venv: lerobot', lerobot.__version__, 'torch', torch.__version__)"
-touch "$stamp"
+"$venv/bin/python" -c "import lerobot, chunkwise, torch; print('setup_lerobot_venv: lerobot', lerobot.__version__, 'torch', torch.__version__)"
+printf '%s\n%s\n' "$want_hash" "$here" > "$stamp"
