@@ -309,3 +309,34 @@ def test_openpi_flags_validated():
     assert cfg.openpi_port == 0 and cfg.openpi_keys == "observation/joint_position=observation.state"
     with pytest.raises(ValueError, match="openpi_port must be -1"):
         parse_serve_config(["--policy.type=echo", "--openpi_port=-2"], environ={})
+
+
+def test_fast_path_typed_messages_over_the_same_port(server):
+    """/chunkwise.v1: ObservationRequest in, ChunkReply out, errors in-band (as on Stream)."""
+    from chunkwise.serving.openpi_client import FastWebsocketClient
+    from chunkwise.wire.codec import decode_tensor, encode_request
+
+    srv, port = server
+    cfg = TestPolicyConfig(type="mlp", hidden=32, cameras=2, image_size=IMG, chunk_size=10)
+    o = obs(2.0)
+    local = {"observation.state": o["observation/state"].astype(np.float32), "task": o["prompt"],
+             "observation.images.cam0": o["observation/image"], "observation.images.cam1": o["observation/wrist_image"]}
+    with FastWebsocketClient("127.0.0.1", port) as c:
+        assert c.metadata.chunk_size == 10 and c.metadata.action_dim == 4
+        assert c.reset("fast-1", 0).episode_id == 0
+        r = c.infer(encode_request(local, session_id="fast-1", episode_id=0, timestep=1))
+        assert r.error.code == 0 and r.first_timestep == 1
+        np.testing.assert_array_equal(decode_tensor(r.actions), local_actions(cfg, o))
+        r = c.infer(encode_request(local, session_id="fast-1", episode_id=0, timestep=1))  # not after the last
+        assert r.error.code != 0 and "not after the last one" in r.error.message
+        r = c.infer(encode_request({**local, "observation.state": np.zeros(3, np.float32)}, session_id="fast-1",
+                                   episode_id=0, timestep=2))
+        assert r.error.code != 0 and "observation.state" in r.error.message
+        c._ws.send(b"O\xff\xff\xff")  # not protobuf
+        assert "malformed" in c._pb.ChunkReply.FromString(c._recv()[1:]).error.message
+        c._ws.send(b"X")
+        assert "unknown frame tag" in c._pb.ChunkReply.FromString(c._recv()[1:]).error.message
+        r = c.infer(encode_request(local, session_id="fast-1", episode_id=0, timestep=3))  # still open
+        assert r.error.code == 0
+        with pytest.raises(OpenpiServerError, match="session_id must be a non-empty"):
+            c.reset("", 0)

@@ -41,7 +41,8 @@ import numpy as np
 from chunkwise.serving.process import ServerProcess
 
 STATE_DIM, ACTION_DIM, CHUNK = 39, 4, 50
-PATTERNS = ("echo", "ws_echo", "chunkwise", "openpi_endpoint", "pickle", "openpi")
+PATTERNS = ("echo", "ws_echo", "chunkwise", "chunkwise_fast", "openpi_endpoint", "pickle", "openpi")
+_ON_CHUNKWISE_WS = ("chunkwise_fast", "openpi_endpoint")  # ports of the chunkwise server process
 
 
 @dataclass
@@ -218,6 +219,29 @@ def _openpi_endpoint_client(address: str, images: bool) -> tuple[Callable, Calla
     return call, c.close
 
 
+def _fast_client(address: str, images: bool, session: str) -> tuple[Callable, Callable]:
+    """chunkwise's typed messages over the websocket fast path (``/chunkwise.v1``)."""
+    from chunkwise.serving.openpi_client import FastWebsocketClient
+    from chunkwise.wire.codec import decode_tensor, encode_request
+
+    host, port = address.rsplit(":", 1)
+    c = FastWebsocketClient(host, int(port))
+    c.reset(session, 0)
+    obs = _obs(images)
+    batch_sizes: list[int] = []
+
+    def call(t: int) -> float:
+        r = c.infer(encode_request(obs, session_id=session, episode_id=0, timestep=t))
+        if r.error.code:
+            raise RuntimeError(r.error.message)
+        decode_tensor(r.actions)
+        batch_sizes.append(r.timings.batch_size)
+        return r.timings.model_ms
+
+    call.batch_sizes = batch_sizes  # type: ignore[attr-defined]
+    return call, c.close
+
+
 def _ws_echo_client(address: str, images: bool) -> tuple[Callable, Callable]:
     from websockets.sync.client import connect
 
@@ -346,6 +370,8 @@ def _client_factory(pattern: str, mods: dict[str, Any], address: str, images: bo
         return lambda i=0: _chunkwise_client(address, images, stream, session=f"bench-{images}-{stream}-{i}")
     if pattern == "openpi_endpoint":
         return lambda i=0: _openpi_endpoint_client(address, images)
+    if pattern == "chunkwise_fast":
+        return lambda i=0: _fast_client(address, images, session=f"bench-fast-{images}-{i}-{time.monotonic_ns()}")
     if pattern == "ws_echo":
         return lambda i=0: _ws_echo_client(address, images)
     if pattern == "echo":
@@ -369,7 +395,7 @@ def run(cfg: BenchServeConfig) -> dict[str, Any]:
         else:
             for name in ("echo_server", "pickle_pattern", "openpi_pattern"):
                 mods[name] = _load(bench_dir, name)
-    ws = [p for p in patterns if p in ("openpi", "openpi_endpoint", "ws_echo")]
+    ws = [p for p in patterns if p in ("openpi", "ws_echo", *_ON_CHUNKWISE_WS)]
     if ws:
         try:
             import msgpack  # noqa: F401
@@ -377,8 +403,8 @@ def run(cfg: BenchServeConfig) -> dict[str, Any]:
         except ImportError as e:
             print(f"bench serve: {e}; `pip install -e '.[bench]'` to include {', '.join(ws)}")
             patterns = [p for p in patterns if p not in ws]
-    if "openpi_endpoint" in patterns and "chunkwise" not in patterns:
-        patterns.insert(patterns.index("openpi_endpoint"), "chunkwise")  # it is a port of that server
+    if set(_ON_CHUNKWISE_WS) & set(patterns) and "chunkwise" not in patterns:
+        patterns.insert(0, "chunkwise")  # they are ports of that server
     from contextlib import ExitStack
 
     from tqdm import tqdm
@@ -393,15 +419,16 @@ def run(cfg: BenchServeConfig) -> dict[str, Any]:
             servers = _servers(cfg, bench_dir, cameras=2 if images else 0, model_ms=0.0)
             clients: dict[str, tuple[Callable, Callable]] = {}
             for pattern in patterns:
-                if pattern == "openpi_endpoint":
+                if pattern in _ON_CHUNKWISE_WS:
                     continue  # a port of the chunkwise server
                 srv = stack.enter_context(servers[pattern]())
                 if pattern == "chunkwise":
                     for stream in (False, True):
                         name = "chunkwise_stream" if stream else "chunkwise_infer"
                         clients[name] = _client_factory(pattern, mods, srv.address, images, stream)()
-                    if "openpi_endpoint" in patterns:
-                        clients["openpi_endpoint"] = _client_factory("openpi_endpoint", mods, _ws_address(srv), images)()
+                    for p in _ON_CHUNKWISE_WS:
+                        if p in patterns:
+                            clients[p] = _client_factory(p, mods, _ws_address(srv), images)()
                 else:
                     clients[pattern] = _client_factory(pattern, mods, srv.address, images)()
             samples: dict[str, list[float]] = {k: [] for k in clients}
@@ -419,9 +446,10 @@ def run(cfg: BenchServeConfig) -> dict[str, Any]:
     tp_patterns = [p for p in patterns if p not in ("echo", "ws_echo")]
     with ExitStack() as stack:
         servers = _servers(cfg, bench_dir, cameras=0, model_ms=cfg.model_ms)
-        addresses = {p: stack.enter_context(servers[p]()).address for p in tp_patterns if p != "openpi_endpoint"}
-        if "openpi_endpoint" in tp_patterns:
-            addresses["openpi_endpoint"] = _ws_address(servers["chunkwise"]())
+        addresses = {p: stack.enter_context(servers[p]()).address for p in tp_patterns if p not in _ON_CHUNKWISE_WS}
+        for p in _ON_CHUNKWISE_WS:
+            if p in tp_patterns:
+                addresses[p] = _ws_address(servers["chunkwise"]())
         for n in tqdm(cfg.clients, desc="throughput", unit="n_clients"):
             pools = {p: [_client_factory(p, mods, addresses[p], False, stream=True)(i) for i in range(n)]
                      for p in tp_patterns}
@@ -488,7 +516,7 @@ def format_results(r: dict[str, Any]) -> str:
             ok = "" if (x <= float(val) if op == "<=" else x >= float(val)) else "  MISS"
         lines.append(f"{label:<60}{x:6.2f}x" + (f"   [{target}]{ok}" if target else ""))
 
-    ours = ("chunkwise_infer", "chunkwise_stream", "openpi_endpoint")
+    ours = ("chunkwise_infer", "chunkwise_stream", "chunkwise_fast", "openpi_endpoint")
     for payload in ("state", "images"):
         for q in ("p50", "p99"):
             present = [(n, ov(n, payload, q)) for n in ours if ov(n, payload, q) is not None]
@@ -512,6 +540,7 @@ def format_results(r: dict[str, Any]) -> str:
               ">= 8" if big else "")
         ratio(f"requests/s {n} clients: openpi_endpoint / openpi", rps("openpi_endpoint"), rps("openpi"),
               ">= 10" if big else "")
+        ratio(f"requests/s {n} clients: chunkwise_fast / openpi", rps("chunkwise_fast"), rps("openpi"))
     if "soak" in r:
         lines += ["", r["soak"]["summary"], f"soak ok: {r['soak']['ok']}"]
     return "\n".join(lines)

@@ -43,12 +43,14 @@ from typing import Any, Mapping
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from chunkwise.serving.batcher import WorkItem
 from chunkwise.serving.limits import AuthLimiter
 from chunkwise.serving.service import PolicyService
 from chunkwise.serving.sessions import Owner, ServingError
 from chunkwise.types import OBS_IMAGE_PREFIX, OBS_STATE, TASK, Prefix
+from chunkwise.wire import chunkwise_pb2 as pb
 from chunkwise.wire.codec import clip
 from chunkwise.wire.msgpack_numpy import MsgpackNumpyError, Packer, packb, unpackb
 
@@ -59,6 +61,7 @@ CTRL_KEY = "__ctrl__"
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 _F32 = np.dtype(np.float32)
 # openpi's LIBERO client keys; images go to the policy's cameras in spec order.
+FAST_PATH = "/chunkwise.v1"  # the same port, chunkwise's own typed messages (``_fast_handler``)
 DEFAULT_OPENPI_KEYS = ("observation/state", "observation/image", "observation/wrist_image", "prompt")
 
 
@@ -151,6 +154,47 @@ def _as_float32(name: str, value: Any, shape: tuple[int, ...] | None) -> np.ndar
     if not _all_finite(arr):
         raise ServingError(_INVALID, f"{name} contains NaN or inf (or values beyond float32's range)")
     return arr
+
+
+class _IdleTimer:
+    """Calls ``on_idle`` once nothing happened for ``idle_s``, never during a request.
+
+    One timer per idle period, re-armed from the time of the last request: cheaper than
+    ``asyncio.wait_for`` around every ``recv`` (a task per message)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, idle_s: float, on_idle: Any) -> None:
+        self._loop, self._idle_s, self._on_idle = loop, idle_s, on_idle
+        self.last, self.busy = time.monotonic(), False
+        self._handle = loop.call_later(idle_s, self._check)
+
+    def _check(self) -> None:
+        quiet = time.monotonic() - self.last
+        if self.busy or quiet < self._idle_s:
+            self._handle = self._loop.call_later(self._idle_s if self.busy else self._idle_s - quiet, self._check)
+            return
+        self._on_idle()
+
+    def start(self) -> None:
+        self.busy = True
+
+    def finish(self) -> None:
+        self.last, self.busy = time.monotonic(), False
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+class _FastContext:
+    """What ``PolicyService._handle`` asks of a gRPC context, for a websocket."""
+
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws
+
+    def time_remaining(self) -> None:
+        return None  # the server's request_timeout_s applies
+
+    def is_active(self) -> bool:
+        return self._ws.state.name == "OPEN"
 
 
 class OpenpiEndpoint:
@@ -295,6 +339,9 @@ class OpenpiEndpoint:
     # ------------------------------------------------------------------ websocket
 
     async def _handler(self, ws: Any) -> None:
+        if ws.request is not None and ws.request.path == FAST_PATH:
+            await self._fast_handler(ws)
+            return
         from websockets.exceptions import ConnectionClosed
 
         loop = asyncio.get_running_loop()
@@ -304,21 +351,7 @@ class OpenpiEndpoint:
         session = f"openpi-{next(self._ids)}"
         state = {"episode": 0, "timestep": 0}
         self.open_connections += 1
-        # Idle timeout without a timer per message (asyncio.wait_for costs a task per
-        # recv): one timer per idle period, re-armed from the time of the last request.
-        idle_s = self.limits.stream_idle_timeout_s
-        activity = {"last": time.monotonic(), "busy": False}
-
-        def check_idle() -> None:
-            quiet = time.monotonic() - activity["last"]
-            if activity["busy"] or quiet < idle_s:
-                timer[0] = loop.call_later(idle_s - quiet if not activity["busy"] else idle_s, check_idle)
-                return
-            msg = f"no request for {idle_s:g} s (--stream_idle_timeout_s); closing"
-            self.service._rejected(ServingError(_INVALID, msg), peer)
-            loop.create_task(self._close_with(ws, msg, 1000))
-
-        timer = [loop.call_later(idle_s, check_idle)]
+        timer = self._idle_timer(loop, ws, peer)
         try:
             try:
                 self.service.sessions.reset(session, 0, owner)
@@ -329,7 +362,7 @@ class OpenpiEndpoint:
             while True:
                 frame = await ws.recv()
                 arrival = time.monotonic()
-                activity["busy"] = True
+                timer.start()
                 if isinstance(frame, str):
                     raise _Reject("expected a binary msgpack frame, got a text frame")
                 if self.open_connections <= 1:  # alone: no thread hand-off
@@ -338,15 +371,99 @@ class OpenpiEndpoint:
                     reply = await loop.run_in_executor(
                         self._pool, self._serve, frame, arrival, owner, session, state, alive)
                 await ws.send(reply)
-                activity["last"], activity["busy"] = time.monotonic(), False
+                timer.finish()
         except _Reject as r:
             self.service._rejected(ServingError(_INVALID, r.message), peer)
             await self._close_with(ws, r.message, r.code)
         except ConnectionClosed:
             pass
         finally:
-            timer[0].cancel()
+            timer.cancel()
             self.open_connections -= 1
+
+    def _idle_timer(self, loop: asyncio.AbstractEventLoop, ws: Any, peer: str) -> _IdleTimer:
+        idle_s = self.limits.stream_idle_timeout_s
+
+        def on_idle() -> None:
+            msg = f"no request for {idle_s:g} s (--stream_idle_timeout_s); closing"
+            self.service._rejected(ServingError(_INVALID, msg), peer)
+            loop.create_task(self._close_with(ws, msg, 1000))
+
+        return _IdleTimer(loop, idle_s, on_idle)
+
+    # ------------------------------------------------------------------ fast path
+
+    async def _fast_handler(self, ws: Any) -> None:
+        """``chunkwise.v1`` messages over this websocket (``FAST_PATH``): the typed
+        protobuf requests of gRPC's ``Stream``, one tag byte in front, answered in order
+        by the service's own ``_handle`` (same validation, sessions, batcher); errors are
+        in-band (``reply.error``) as on ``Stream`` and the connection stays open.
+
+            connect -> server: PolicyMetadata
+            b"R" + ResetRequest        -> ResetReply (or b"E" + Status)
+            b"O" + ObservationRequest  -> ChunkReply
+        """
+        from websockets.exceptions import ConnectionClosed
+
+        loop = asyncio.get_running_loop()
+        addr = ws.remote_address or ("unknown", 0)
+        peer = f"ws:{addr[0]}:{addr[1]}"
+        owner = Owner(getattr(ws, "chunkwise_credential", "anonymous"), f"ws:{addr[0]}", peer)
+        ctx = _FastContext(ws)
+        self.open_connections += 1
+        timer = self._idle_timer(loop, ws, peer)
+        try:
+            await ws.send(self.service._metadata_msg.SerializeToString())
+            while True:
+                frame = await ws.recv()
+                timer.start()
+                if isinstance(frame, str) or not frame:
+                    await self._close_with(ws, "expected a binary frame: a tag byte and a chunkwise.v1 message", 1008)
+                    return
+                arrival = time.monotonic()
+                if self.open_connections <= 1:
+                    reply = self._fast_serve(frame, arrival, owner, ctx, peer)
+                else:
+                    reply = await loop.run_in_executor(self._pool, self._fast_serve, frame, arrival, owner, ctx, peer)
+                await ws.send(reply)
+                timer.finish()
+        except ConnectionClosed:
+            pass
+        finally:
+            timer.cancel()
+            self.open_connections -= 1
+
+    def _fast_serve(self, frame: bytes, arrival: float, owner: Owner, ctx: "_FastContext", peer: str) -> bytes:
+        svc = self.service
+        tag, body = frame[:1], frame[1:]
+        if tag == b"R":
+            try:
+                req = pb.ResetRequest.FromString(body)
+                sess = svc.sessions.reset(req.session_id, req.episode_id, owner)
+            except (DecodeError, ServingError) as e:
+                err = e if isinstance(e, ServingError) else ServingError(_INVALID, f"malformed ResetRequest: {clip(e, 120)}")
+                svc._rejected(err, peer)
+                return b"E" + pb.Status(code=err.code.value[0], message=err.message).SerializeToString()
+            return b"R" + pb.ResetReply(session_id=sess.session_id, episode_id=sess.episode_id).SerializeToString()
+        n = len(frame)
+        request = None
+        try:
+            if tag != b"O":
+                raise ServingError(_INVALID, f"unknown frame tag {tag!r}; expected b'R' (reset) or b'O' (observation)")
+            svc.inflight.acquire(n)
+            try:
+                request = svc._parse(body)
+                reply = svc._handle(request, ctx, arrival, owner)
+            finally:
+                svc.inflight.release(n)
+        except Exception as exc:  # noqa: BLE001 - in-band error, as on Stream
+            e = exc if isinstance(exc, ServingError) else svc._unexpected(exc, "fast path")
+            svc._rejected(e, peer)
+            request = request or pb.ObservationRequest()
+            reply = pb.ChunkReply(session_id=request.session_id[:256], episode_id=request.episode_id,
+                                  first_timestep=request.timestep, request_id=request.request_id,
+                                  error=pb.Status(code=e.code.value[0], message=e.message))
+        return b"O" + reply.SerializeToString()
 
     @staticmethod
     async def _close_with(ws: Any, message: str, code: int) -> None:

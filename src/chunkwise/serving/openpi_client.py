@@ -67,3 +67,60 @@ class OpenpiWebsocketClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class FastWebsocketClient:
+    """chunkwise's own typed messages over a websocket (the ``/chunkwise.v1`` path of the
+    ``--openpi_port``): ``ObservationRequest`` in, ``ChunkReply`` out, as on gRPC's
+    ``Stream``, without gRPC's per-message machinery.
+
+        c = FastWebsocketClient("127.0.0.1", port)
+        c.reset("robot-1", 0)
+        reply = c.infer(encode_request(obs, session_id="robot-1", episode_id=0, timestep=t))
+    """
+
+    def __init__(self, host: str, port: int | None = None, token: str | None = None,
+                 open_timeout_s: float = 10.0, ssl_context: Any = None) -> None:
+        from websockets.sync.client import connect
+
+        from chunkwise.wire import chunkwise_pb2 as pb
+
+        self._pb = pb
+        uri = host if host.startswith("ws") else f"ws://{host}"
+        if port is not None:
+            uri += f":{port}"
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._ws = connect(uri + "/chunkwise.v1", compression=None, max_size=None, additional_headers=headers,
+                           open_timeout=open_timeout_s, ssl=ssl_context)
+        self._ws.pending_legacy_warning = False  # closed by close()
+        first = self._ws.recv()
+        if isinstance(first, str):
+            raise OpenpiServerError(first)
+        self.metadata = pb.PolicyMetadata.FromString(first)
+
+    def _recv(self) -> bytes:
+        frame = self._ws.recv()
+        if isinstance(frame, str):
+            raise OpenpiServerError(frame)
+        return frame
+
+    def reset(self, session_id: str, episode_id: int) -> Any:
+        self._ws.send(b"R" + self._pb.ResetRequest(session_id=session_id, episode_id=episode_id).SerializeToString())
+        frame = self._recv()
+        if frame[:1] == b"E":
+            raise OpenpiServerError(self._pb.Status.FromString(frame[1:]).message)
+        return self._pb.ResetReply.FromString(frame[1:])
+
+    def infer(self, request: Any) -> Any:
+        """``ObservationRequest`` -> ``ChunkReply`` (check ``reply.error.code``)."""
+        self._ws.send(b"O" + request.SerializeToString())
+        return self._pb.ChunkReply.FromString(self._recv()[1:])
+
+    def close(self) -> None:
+        self._ws.close()
+
+    def __enter__(self) -> "FastWebsocketClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
