@@ -6,6 +6,7 @@ own venv)."""
 
 import re
 import threading
+import time
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -340,3 +341,21 @@ def test_fast_path_typed_messages_over_the_same_port(server):
         assert r.error.code == 0
         with pytest.raises(OpenpiServerError, match="session_id must be a non-empty"):
             c.reset("", 0)
+
+
+def test_sessions_end_with_their_connections():
+    from chunkwise.policies.testing import EchoPolicy
+    from chunkwise.serving.server import ServeConfig, ServePolicyConfig, start_server
+
+    srv = start_server(ServeConfig(policy=ServePolicyConfig(type="echo"), port=0, openpi_port=0,
+                                   max_sessions_per_credential=4), policy=EchoPolicy())
+    try:
+        for _ in range(10):  # more connections, one after the other, than sessions allowed at once
+            with OpenpiWebsocketClient("127.0.0.1", srv.openpi.port) as c:
+                assert c.infer({"observation/state": np.zeros(8, np.float32)})["actions"].shape == (10, 4)
+        deadline = time.monotonic() + 5
+        while len(srv.service.sessions) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(srv.service.sessions) == 0
+    finally:
+        srv.stop()

@@ -380,6 +380,12 @@ class OpenpiEndpoint:
         finally:
             timer.cancel()
             self.open_connections -= 1
+            # The session lives and dies with its connection (no one else can name it):
+            # dropped now rather than after session_ttl_s, so reconnecting clients never
+            # pile up sessions against max_sessions / max_sessions_per_credential.
+            table = self.service.sessions
+            with table._lock:
+                table._drop(session)
 
     def _idle_timer(self, loop: asyncio.AbstractEventLoop, ws: Any, peer: str) -> _IdleTimer:
         idle_s = self.limits.stream_idle_timeout_s
