@@ -342,7 +342,8 @@ def _servers(cfg: BenchServeConfig, bench_dir: Path, cameras: int, model_ms: flo
         ["--policy.type=mlp", f"--policy.model_ms={model_ms}", f"--policy.cameras={cameras}",
          f"--policy.state_dim={STATE_DIM}", f"--policy.action_dim={ACTION_DIM}", f"--policy.chunk_size={CHUNK}",
          f"--policy.hidden={cfg.hidden}", f"--max_wait_ms={cfg.max_wait_ms}", "--max_message_bytes=4194304",
-         "--openpi_port=0"],
+         # the fast path's and the openpi endpoint's clients are open at once (2 x 64 connections)
+         "--openpi_port=0", "--max_streams=256"],
         nice=cfg.nice, lifetime_s=600,
     )
     reply_bytes = 40 + CHUNK * ACTION_DIM * 4
