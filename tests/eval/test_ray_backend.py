@@ -2,16 +2,28 @@
 shipped once through the object store; a lost worker's task is retried; without ray the
 flag is a one-line error and ``import chunkwise`` never imports ray.
 
-One local Ray (2 CPUs, small object store) is shared by the module; its tests are short
-episodes so the module stays well under a minute on 2 busy cores."""
+One local Ray (2 CPUs, small object store) is shared by most tests; a real two-node
+cluster (`ray start --head` + `ray start --address=...`, one CPU each, own temp dir, port
+and auth token, stopped at the end) runs a sweep that must equal the pool's episode for
+episode, once undisturbed and once with a worker SIGKILLed inside an episode task."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
+import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +195,156 @@ def test_address_is_the_flag_else_ray_address_else_a_new_local_ray(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     assert ray_backend.RayConfig().resolved_address() == "10.0.0.5:6379"
     assert ray_backend.RayConfig(address="auto").resolved_address() == "auto"
+
+
+# ----------------------------------------------------------------- a two-node cluster (`ray start`)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(log, text: str, proc, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = log.read_text(errors="replace") if log.exists() else ""
+        if text in out:
+            return out
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited with {proc.returncode}:\n{out[-2000:]}")
+        time.sleep(0.5)
+    raise TimeoutError(f"no {text!r} from ray start in {timeout} s:\n{out[-2000:]}")
+
+
+def _stop(procs) -> None:
+    """SIGTERM each `ray start --block` process group we started, then SIGKILL what is left
+    of those groups and of their descendants (raylet, gcs and workers)."""
+    left = [pid for pid, _ in _descendants([p.pid for p in procs])]
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster():
+    """`ray start --head` plus a second `ray start --address=...` node on this machine, one
+    CPU each, in their own temp dirs and ports, with their own auth token; both stopped at
+    the end (even on failure). -> (address, env for clients)."""
+    pytest.importorskip("ray")
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    tmp = Path(tempfile.mkdtemp(prefix="cwray-", dir="/tmp"))  # short: Ray's unix sockets live here
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=uuid.uuid4().hex, MUJOCO_GL="egl",
+               RAY_USAGE_STATS_ENABLED="0")
+    common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=80000000",
+              "--disable-usage-stats"]
+    procs: list = []
+    try:
+        port = _free_port()
+        head_log = tmp / "head.log"
+        with open(head_log, "w") as f:
+            procs.append(subprocess.Popen(
+                [ray_bin, "start", "--head", f"--port={port}", f"--temp-dir={tmp / 'head'}",
+                 "--include-dashboard=false", "--dashboard-agent-listen-port=0", *common],
+                env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True))
+        out = _wait_for(head_log, "Ray runtime started", procs[0], 120)
+        match = re.search(r"ray start --address='([^']+)'", out)
+        address = match.group(1) if match else f"127.0.0.1:{port}"
+        worker_log = tmp / "worker.log"
+        with open(worker_log, "w") as f:
+            procs.append(subprocess.Popen(
+                [ray_bin, "start", f"--address={address}", f"--temp-dir={tmp / 'worker'}",
+                 "--dashboard-agent-listen-port=0", *common],
+                env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True))
+        _wait_for(worker_log, "Ray runtime started", procs[1], 120)
+        yield {"address": address, "env": env, "pgids": [p.pid for p in procs]}
+    finally:
+        _stop(procs)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cluster_sweep(cluster, out: Path, timeout: float = 150, during=None) -> tuple[list, str]:
+    """`chunkwise sweep --backend=ray --ray.address=<cluster>` in a subprocess -> (rows, stderr)."""
+    cmd = [sys.executable, "-c", "import sys; from chunkwise.cli import main; sys.exit(main())", "sweep",
+           "--tasks=drawer-close-v3", "--delays=0,2", "--strategies=latest_only", "--n_episodes=4",
+           "--env.max_episode_steps=20", "--plot=false", "--progress=false", "--backend=ray",
+           f"--ray.address={cluster['address']}", f"--output_dir={out}"]
+    proc = subprocess.Popen(cmd, env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if during is not None:
+            during(proc)
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads((out / "results.json").read_text())["rows"], err
+
+
+@functools.lru_cache(maxsize=1)
+def _pool_rows_json() -> str:
+    cfg = eval_sweep.SweepConfig(env=_env(20), tasks="drawer-close-v3", delays="0,2", strategies="latest_only",
+                                 n_episodes=4, plot=False, n_workers=2)
+    return json.dumps(eval_sweep.sweep(cfg, progress=False))
+
+
+def _pool_rows() -> list:
+    """The same sweep with the process pool (2 workers), once per module."""
+    return json.loads(_pool_rows_json())
+
+
+def test_two_node_cluster_sweep_equals_the_pool(two_node_cluster, tmp_path, one_torch_thread):
+    rows, err = _cluster_sweep(two_node_cluster, tmp_path / "out")
+    summary = [line for line in err.splitlines() if line.startswith("ray: ")]
+    assert summary and " episodes in 8 tasks on 2 nodes " in summary[-1], err[-2000:]  # both nodes ran episodes
+    assert rows == _pool_rows()  # every episode, in order, number for number
+
+
+def _descendants(roots: list[int]) -> list[tuple[int, str]]:
+    """(pid, cmdline) of every descendant of ``roots`` (the `ray start` processes we started)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], set(roots)
+    while frontier:
+        frontier = {pid for pid, pp in parent.items() if pp in frontier}
+        for pid in frontier:
+            with contextlib.suppress(OSError):
+                found.append((pid, (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+    return found
+
+
+def test_a_worker_killed_mid_sweep_loses_and_duplicates_no_episode(two_node_cluster, tmp_path, one_torch_thread):
+    killed: list[int] = []
+
+    def kill_a_running_task(proc):
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None and not killed:
+            for pid, cmd in _descendants(two_node_cluster["pgids"]):
+                if cmd.startswith("ray::_run_block"):  # a worker inside an episode task
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    break
+            time.sleep(0.05)
+
+    rows, err = _cluster_sweep(two_node_cluster, tmp_path / "out", during=kill_a_running_task)
+    assert killed, f"no running task found to kill among {_descendants(two_node_cluster['pgids'])}"
+    assert " episodes in 8 tasks " in err and "ray: 8 episodes" in err, err[-2000:]
+    assert [r["summary"]["n_episodes"] for r in rows] == [4, 4]
+    assert rows == _pool_rows()

@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from dataclasses import dataclass, replace
+import sys
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -44,6 +46,7 @@ class RayConfig:
     episodes_per_task: int = 1  # consecutive episodes of one (env, policy) config per task
     max_retries: int = 3  # times Ray re-runs a task whose worker died or was lost
     num_cpus: int | None = None  # only when starting a local Ray: its CPUs (default: all cores)
+    summary: bool = True  # one stderr line after the run: episodes per node, episode vs wall time
 
     def __post_init__(self) -> None:
         if not self.num_cpus_per_task > 0:
@@ -130,8 +133,9 @@ def _materialize(key: str, ref_box: list[Any]) -> str:
 # --------------------------------------------------------------------------- the task
 
 
-def _run_block(jobs: list[Any], checkpoint: tuple[str, list[Any]] | None, threads: int) -> list[Any]:
-    """Body of one Ray task: ``run_job`` for each job, in order (inside a worker)."""
+def _run_block(jobs: list[Any], checkpoint: tuple[str, list[Any]] | None, threads: int) -> tuple[list[Any], list[Any]]:
+    """Body of one Ray task: ``run_job`` for each job, in order (inside a worker); also
+    returns [node id, seconds in ``run_job``, seconds fetching the checkpoint]."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     import torch
 
@@ -139,11 +143,20 @@ def _run_block(jobs: list[Any], checkpoint: tuple[str, list[Any]] | None, thread
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    import time
+
+    import ray
+
+    t0 = time.perf_counter()
     if checkpoint is not None:
         key, ref_box = checkpoint
         local = _materialize(key, ref_box)
         jobs = [replace(j, policy=replace(j.policy, path=local)) for j in jobs]
-    return [rollouts.run_job(j) for j in jobs]
+    t1 = time.perf_counter()
+    results = [rollouts.run_job(j) for j in jobs]
+    t2 = time.perf_counter()
+    # (node, seconds in run_job, seconds fetching the checkpoint): the driver's run summary
+    return [ray.get_runtime_context().get_node_id(), t2 - t1, t1 - t0], results
 
 
 def _blocks(jobs: Sequence[Any], size: int) -> list[tuple[int, int]]:
@@ -155,6 +168,45 @@ def _blocks(jobs: Sequence[Any], size: int) -> list[tuple[int, int]]:
             out.append((start, i))
             start = i
     return out
+
+
+@dataclass
+class RunStats:
+    """What one ``iter_jobs_ray`` run did (``LAST_RUN``; printed by ``--ray.summary``).
+
+    ``episode_seconds`` is the time spent inside ``run_job`` summed over all tasks; the
+    rest of ``wall_seconds x cluster_cpus`` is Ray's overhead plus idle CPUs (start-up,
+    worker processes importing chunkwise, the tail of the run), reported per episode."""
+
+    tasks: int = 0
+    episodes: int = 0
+    episodes_per_node: dict[str, int] = field(default_factory=dict)
+    episode_seconds: float = 0.0
+    fetch_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    cluster_cpus: float = 0.0
+
+    def add(self, node: str, n: int, run_s: float, fetch_s: float) -> None:
+        self.episodes += n
+        self.episodes_per_node[node] = self.episodes_per_node.get(node, 0) + n
+        self.episode_seconds += run_s
+        self.fetch_seconds += fetch_s
+
+    def overhead_per_episode(self) -> float:
+        """Seconds per episode of CPU-slot time not spent in an episode (>= 0)."""
+        slots = self.wall_seconds * max(self.cluster_cpus, 1.0)
+        return max(0.0, slots - self.episode_seconds) / max(self.episodes, 1)
+
+    def line(self) -> str:
+        nodes = ", ".join(f"{k[:8]}: {v}" for k, v in sorted(self.episodes_per_node.items()))
+        per_ep = self.episode_seconds / max(self.episodes, 1)
+        return (f"ray: {self.episodes} episodes in {self.tasks} tasks on {len(self.episodes_per_node)} nodes "
+                f"({nodes}); {self.wall_seconds:.1f} s wall on {self.cluster_cpus:g} CPUs, "
+                f"{per_ep:.3f} s per episode in run_job, {self.overhead_per_episode():.3f} s per episode "
+                f"of CPU time outside episodes (start-up, imports, idle tail)")
+
+
+LAST_RUN: RunStats | None = None  # the last iter_jobs_ray run of this process
 
 
 class _Session:
@@ -188,6 +240,7 @@ def iter_jobs_ray(
     jobs = list(jobs)
     if not jobs:
         return
+    t_start = time.perf_counter()
     session = _Session(cfg)
     ray = session.ray
     try:
@@ -212,16 +265,24 @@ def iter_jobs_ray(
         done: dict[int, list[Any]] = {}
         pending = list(refs)
         next_block = 0
+        stats = RunStats(tasks=len(refs))
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
                 i = index[ref]
-                done[i] = ray.get(ref)
+                (node, run_s, fetch_s), done[i] = ray.get(ref)
+                stats.add(node, len(done[i]), run_s, fetch_s)
                 if on_done is not None:
                     on_done(len(done[i]))
             while next_block in done:
                 yield from done.pop(next_block)
                 next_block += 1
+        stats.wall_seconds = time.perf_counter() - t_start
+        stats.cluster_cpus = float(ray.cluster_resources().get("CPU", 0.0))
+        global LAST_RUN
+        LAST_RUN = stats
+        if cfg.summary:
+            print(stats.line(), file=sys.stderr, flush=True)
     finally:
         session.close()
 
