@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from chunkwise.envs import EnvConfig, MetaWorldEnvConfig, make_env
+from chunkwise.eval.ray_backend import RayConfig
 from chunkwise.rl.checkpoint import (
     CHECKPOINTS,
     has_checkpoint,
@@ -97,10 +98,21 @@ class RLConfig(SACConfig):
     resume: bool = False  # continue the run in output_dir from its last checkpoint
     overwrite: bool = False  # replace the run in output_dir (its metrics, summary, checkpoints)
     progress: bool = True
+    # --backend=ray: n_actors Ray rollout actors feed this learner (rl/distributed.py, docs/scale.md)
+    backend: str = "local"  # "local": rollouts in this process; "ray": n_actors Ray actors
+    n_actors: int = 1  # rollout actors (--backend=ray), each with its own env and seeds
+    weight_sync_every: int = 100  # learner updates between actor-weight broadcasts (--backend=ray)
+    ray: RayConfig = field(default_factory=RayConfig)  # --ray.address, --ray.num_cpus_per_task (per actor), ...
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_choice("reward_type", self.reward_type, RewardType)
+        if self.backend not in ("local", "ray"):
+            raise ValueError(f"unknown --backend={self.backend!r}; valid: local, ray")
+        _check_positive("n_actors", self.n_actors)
+        _check_positive("weight_sync_every", self.weight_sync_every)
+        if self.n_actors > 1 and self.backend != "ray":
+            raise ValueError("--n_actors > 1 needs --backend=ray")
         if not 0.0 <= self.offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
         for name in ("online_steps", "update_after"):
@@ -381,7 +393,14 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError:
         return 2
     try:
-        trainer = RLTrainer(cfg)
+        if cfg.backend == "ray":
+            from chunkwise.eval.ray_backend import check_backend
+            from chunkwise.rl.distributed import DistributedTrainer
+
+            check_backend("ray")  # ray installed, else the one-line install hint
+            trainer: RLTrainer = DistributedTrainer(cfg)
+        else:
+            trainer = RLTrainer(cfg)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"chunkwise rl: error: {e}", file=sys.stderr)
         return 2
