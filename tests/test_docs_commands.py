@@ -35,6 +35,7 @@ CONFIGS = {  # command -> its flag dataclass
     "bench rtc": "chunkwise.policies.flow.bench_rtc:BenchRTCConfig",
     "bench clocks": "chunkwise.eval.clocks:ClocksConfig",
     "bench fuzz": "chunkwise.serving.fuzz:FuzzConfig",
+    "bench soak": "chunkwise.serving.chaos:SoakConfig",
 }
 # values a doc line leaves to the reader
 TEMPLATES = {"$T": "push-v3", "$task": "push-v3", "$R": "run", "$1": "0", "$2": "2"}
