@@ -268,7 +268,9 @@ class ChunkClient:
         self._idle: Callable[[], np.ndarray] = lambda: np.zeros(md.action_dim, dtype=np.float32)
         timeout_steps = max(1, int(math.ceil(request_timeout_s * self.fps * time_scale)))
         self.controller = ChunkController(
-            execution, md.action_dim, lambda: self._idle(), prefix_length=md.prefix_length, timeout_steps=timeout_steps
+            execution, md.action_dim, lambda: self._idle(), prefix_length=md.prefix_length, timeout_steps=timeout_steps,
+            # a local per-step hook (e.g. a correction head) runs here, in the client, on every observation
+            step_hook=getattr(remote, "step_hook", None),
         )
 
     @property

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from chunkwise.envs.base import EnvConfig
+from chunkwise.policies.correction.source import CorrectionSource
 from chunkwise.eval.common import (
     CLIError,
     parse_cli,
@@ -66,6 +67,7 @@ class EvalConfig:
     connect_timeout_s: float = 5.0  # give up reaching the server after this long
     backend: str = "pool"  # virtual clock: "pool" (n_workers processes) or "ray" (Ray tasks, --ray.*; docs/scale.md)
     ray: RayConfig = field(default_factory=RayConfig)
+    correction: CorrectionSource = field(default_factory=CorrectionSource)  # head for <base>+correction
 
     def __post_init__(self) -> None:
         check_backend(self.backend, self.server)
@@ -297,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_cli(EvalConfig, argv, "eval")
     except CLIError:
         return 2
+    cfg.correction.export()  # strategies <base>+correction (and sweep workers) load it
     try:
         if cfg.output_dir:
             from chunkwise.common.files import prepare_output_dir

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from chunkwise.envs.base import EnvConfig
+from chunkwise.policies.correction.source import CorrectionSource
 from chunkwise.common.files import prepare_output_dir
 from chunkwise.eval.common import (
     CLIError,
@@ -75,6 +76,7 @@ class SweepConfig:
     progress: bool | None = None  # tqdm bar on stderr; default: only when stderr is a terminal
     backend: str = "pool"  # "pool": processes on this machine (n_workers); "ray": Ray tasks (--ray.*, docs/scale.md)
     ray: RayConfig = field(default_factory=RayConfig)
+    correction: CorrectionSource = field(default_factory=CorrectionSource)  # head for <base>+correction
 
     def __post_init__(self) -> None:
         check_backend(self.backend)
@@ -244,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_cli(SweepConfig, argv, "sweep")
     except CLIError:
         return 2
+    cfg.correction.export()  # strategies <base>+correction (and sweep workers) load it
     t0 = time.perf_counter()
     try:
         check_cells(cfg)  # every cell, before the first episode

@@ -6,7 +6,7 @@ Per control step t (the same on both clocks)::
     obs      = observe()
     if controller.wants_request(obs, t):   request + prefix -> transport.send
         (a chunk the transport already has, e.g. d = 0, merges before the pop)
-    action   = controller.execute(t)       pop or idle
+    action   = controller.execute(t, obs)  pop or idle, then the optional per-step hook on obs
     reward, success, done = act(action)    env / robot step
     clock.wait(t + 1)                      virtual: nothing; wall: sleep to the next tick
 
@@ -117,7 +117,7 @@ def run_loop(
         if controller.wants_request(obs, t):
             transport.send(controller.request(obs, t, transport.known_delay()))
             _deliver(controller, transport.poll(t), t)
-        reward, success, done = act(controller.execute(t))
+        reward, success, done = act(controller.execute(t, obs))
         controller.record_outcome(reward, success)
         if done:
             break

@@ -13,6 +13,10 @@ Prefix-aware methods register themselves with their policy family, e.g. (flow)::
     register_prefix_mode_strategy("rtc_guided", "real-time chunking",
                                   fix="any flow checkpoint offers it")
 
+A *modifier* composes with any strategy by name: ``<base>+<modifier>``, e.g.
+``delta_expert+correction`` (the base's config and policy wrapper, then the modifier's
+own wrapper; see ``register_modifier``).
+
 A prefix-mode strategy runs async with ``latest_only`` and wraps the policy with
 ``policy.with_prefix_mode(mode)``; it needs ``mode`` in ``policy.metadata.prefix_modes``.
 A ``RemotePolicy`` offers the modes of the policy its server serves, so the same
@@ -60,6 +64,16 @@ def register_strategy(spec: StrategySpec) -> None:
     _STRATEGIES[spec.name] = spec
 
 
+# Modifiers: name -> compose(base spec) -> spec; lazily imported like _LAZY (no torch at listing)
+_MODIFIERS: dict[str, Callable[[StrategySpec], StrategySpec]] = {}
+_LAZY_MODIFIERS: dict[str, str] = {"correction": "chunkwise.policies.correction.strategy"}
+
+
+def register_modifier(name: str, compose: Callable[[StrategySpec], StrategySpec]) -> None:
+    """``<base>+name`` resolves to ``compose(get_strategy(base))``."""
+    _MODIFIERS[name] = compose
+
+
 def _async_latest_prefix(cfg: ExecutionConfig) -> ExecutionConfig:
     return replace(cfg, strategy="async", aggregate_fn_name="latest_only", prefix=True)
 
@@ -94,6 +108,16 @@ def available_strategies() -> list[str]:
 
 
 def get_strategy(name: str) -> StrategySpec:
+    if "+" in name and name not in _STRATEGIES:
+        base, mod = name.rsplit("+", 1)
+        if mod not in _MODIFIERS and mod in _LAZY_MODIFIERS:
+            importlib.import_module(_LAZY_MODIFIERS[mod])
+        if mod not in _MODIFIERS:
+            raise ValueError(f"unknown strategy modifier {mod!r} in {name!r}; valid: "
+                             f"{', '.join(sorted(set(_MODIFIERS) | set(_LAZY_MODIFIERS)))}")
+        spec = _MODIFIERS[mod](get_strategy(base))
+        _STRATEGIES[name] = spec
+        return spec
     if name not in _STRATEGIES and name in _LAZY:
         importlib.import_module(_LAZY[name])
     if name in _STRATEGIES:

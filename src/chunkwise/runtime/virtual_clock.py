@@ -61,7 +61,8 @@ class VirtualClockExecutor:
         self.delay: DelayModel = FixedDelay(delay) if isinstance(delay, int) else delay
         check_policy_fits(policy, config, env.action_dim)
         self.controller = ChunkController(
-            config, env.action_dim, env.idle_action, prefix_length=policy.metadata.prefix_length
+            config, env.action_dim, env.idle_action, prefix_length=policy.metadata.prefix_length,
+            step_hook=getattr(policy, "step_hook", None),  # e.g. a correction head (policies/correction)
         )
         self.transport = LocalTransport(policy, self.delay)
         self.queue = self.controller.queue

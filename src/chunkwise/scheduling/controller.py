@@ -14,7 +14,11 @@
                               (``PolicyMetadata.prefix_length``): the queued actions from
                               step t on and the delay d (exact on the virtual clock, else
                               the largest delay of the last 3 chunks)
-    3. execute(t)             ``queue.pop(now=t)``, or the idle action (a stall); seams
+    3. execute(t, obs)        ``queue.pop(now=t)``, or the idle action (a stall); seams;
+                              then the optional per-step hook (e.g. a correction head,
+                              A2C2): a = hook(obs_t, a, StepContext(index, age)), where
+                              index = t - (first label of the action's chunk) and
+                              age = t - (step that chunk's observation was taken at)
     4. record_outcome(r, ok)  reward and success of the env step
 
 It has no threads, no env, no clock and no transport: ``runtime/loop.py`` drives it, with a
@@ -50,6 +54,23 @@ from chunkwise.types import OBS_STATE, Observation, Prefix, prefix_of
 RECENT_DELAYS = 3  # the estimated delay is the largest of this many last arrivals
 
 
+@dataclass(frozen=True)
+class StepContext:
+    """Where the popped action comes from: ``index`` in its chunk, ``age`` of its observation.
+
+    Async: index == age (labels start at the request step). Sync: the chunk's labels start
+    at its arrival, so index = age - d. ``horizon`` = actions_per_chunk.
+    """
+
+    index: int
+    age: int
+    horizon: int
+
+
+# (latest observation, popped action, context) -> the action to execute; stalls skip it
+StepHook = Callable[[Observation, np.ndarray, StepContext], np.ndarray]
+
+
 @dataclass
 class StepTrace:
     """Per-step record of one episode (arrays of length T = steps run)."""
@@ -64,6 +85,7 @@ class StepTrace:
     reward: np.ndarray  # (T,)
     success: np.ndarray  # (T,) bool info["success"] after the step
     delay_hint: np.ndarray | None = None  # (T,) int: d told to the policy with the request, -1 if none
+    base_actions: np.ndarray | None = None  # (T, A) popped actions before the step hook (None: no hook)
 
 
 @dataclass
@@ -102,6 +124,7 @@ class ChunkController:
         *,
         prefix_length: int | None = None,
         timeout_steps: int | None = None,
+        step_hook: StepHook | None = None,
     ) -> None:
         if action_dim <= 0:
             raise ValueError(f"action_dim must be positive, got {action_dim}")
@@ -112,6 +135,7 @@ class ChunkController:
         self.idle_action = idle_action
         self.prefix_length = prefix_length if config.prefix else None
         self.timeout_steps = timeout_steps
+        self.step_hook = step_hook
         self.queue = ActionQueue(config.aggregate_fn_name, action_dim=action_dim, **config.aggregate_params())
         self.filter = ObservationFilter(config.observation_filter, config.observation_filter_atol)
         self._sync = config.strategy == "sync"
@@ -132,6 +156,8 @@ class ChunkController:
         self._seam: list[bool] = []
         self._qlen: list[int] = []
         self._chunk: list[int] = []
+        self._base: list[np.ndarray] = []  # popped actions before the step hook (hook only)
+        self._origin: list[tuple[int, int]] = []  # chunk id -> (first label, request step)
         self._reward: list[float] = []
         self._success: list[bool] = []
         self._requests: dict[int, int] = {}  # step -> delay hint
@@ -161,6 +187,7 @@ class ChunkController:
         chunk = self._checked(chunk)
         first = now if self._sync else step  # sync: the robot idled until the chunk came
         self.queue.merge(chunk, first, arrival_timestep=now)
+        self._origin.append((int(first), int(step)))  # the queue numbers chunks 0, 1, ... per episode
         d = int(now) - step
         self._delays[step] = d
         self._recent.append(d)
@@ -221,8 +248,11 @@ class ChunkController:
         return ChunkRequest(rid, int(now), obs, prefix, must_go=empty, delay_hint=int(delay))
 
     # ------------------------------------------------------------------ 3. execute
-    def execute(self, now: int) -> np.ndarray:
-        """The action for step ``now`` (the idle action when nothing is queued for it)."""
+    def execute(self, now: int, obs: Observation | None = None) -> np.ndarray:
+        """The action for step ``now`` (the idle action when nothing is queued for it).
+
+        With a ``step_hook`` the popped action goes through ``hook(obs, action, context)``
+        (``obs`` is then required: the observation of step ``now``)."""
         self._qlen.append(len(self.queue))
         ta = self.queue.pop(now=now)
         if ta is None:
@@ -236,6 +266,14 @@ class ChunkController:
             self._seam.append(self._prev_chunk >= 0 and ta.chunk != self._prev_chunk)
             self._chunk.append(ta.chunk)
             self._prev_chunk = ta.chunk
+        if self.step_hook is not None:
+            self._base.append(action)
+            if ta is not None:  # a stall's idle action is not corrected
+                if obs is None:
+                    raise ValueError("a step hook needs the step's observation: execute(now, obs)")
+                first, asked = self._origin[ta.chunk]
+                ctx = StepContext(int(now) - first, int(now) - asked, self.config.actions_per_chunk)
+                action = np.asarray(self.step_hook(obs, action, ctx), dtype=np.float32)
         self._actions.append(action)
         self._t = int(now) + 1
         return action
@@ -276,6 +314,9 @@ class ChunkController:
             reward=np.asarray(self._reward[:n], dtype=np.float64),
             success=np.asarray(self._success[:n], dtype=bool),
             delay_hint=hint,
+            base_actions=None if self.step_hook is None else (
+                np.stack(self._base).astype(np.float32, copy=False) if n
+                else np.zeros((0, self.action_dim), dtype=np.float32)),
         )
 
     def rollout(self, seed: int, record_trace: bool = True, **info: Any) -> Rollout:

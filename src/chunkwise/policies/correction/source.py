@@ -1,0 +1,23 @@
+"""``--correction.path``: the head that strategies ``<base>+correction`` load (no torch)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_PATH = "CHUNKWISE_CORRECTION_PATH"  # how the path reaches worker processes
+
+
+@dataclass
+class CorrectionSource:
+    path: str | None = None  # a correction head dir (python -m chunkwise.policies.correction.train)
+
+    def __post_init__(self) -> None:
+        if self.path and not (Path(self.path) / "config.json").is_file():
+            raise ValueError(f"--correction.path={self.path} is not a correction head dir (no config.json)")
+
+    def export(self) -> None:
+        """Make the head visible to this process and the workers it starts."""
+        if self.path:
+            os.environ[ENV_PATH] = os.path.abspath(self.path)
