@@ -121,6 +121,9 @@ def _array_map(**over):
     (b"\x81\xab__ndarray__\xc3", "no 'dtype'"),
     (b"\xd4\x01\x00", "extension type"),
     (b"\x01\x02", "more than one"),
+    (b"\x91" * 100_000 + b"\x01", "not valid msgpack"),  # nested too deep
+    (b"\xdd\xff\xff\xff\xff", "exceeds max_array_len"),  # a 4G-element array declared in 5 bytes
+    (b"\x81\x01\x02", "not allowed for map key"),
 ])
 def test_codec_rejects_malformed(payload, match):
     with pytest.raises(mn.MsgpackNumpyError, match=match):
