@@ -204,3 +204,30 @@ def test_rl_through_the_async_executor_improves_a_tiny_task(tmp_path: Path) -> N
     finally:
         trainer.close()
     assert summary["final_success"] >= summary["initial_success"] + 0.3, summary
+
+
+def test_eval_under_delay_reproduces_the_runs_own_evaluation(tmp_path: Path) -> None:
+    """The run's evaluation at d = 2 (latest_only) is ``chunkwise eval --strategy=latest_only
+    --inference_delay=2`` of its run directory, episode lengths included."""
+    import json
+
+    from chunkwise.eval.run import main as eval_main
+    from chunkwise.rl.train import main as rl_main
+
+    env = ["--env.type=metaworld", "--env.task=reach-v3", "--env.max_episode_steps=60"]
+    run = tmp_path / "run"
+    assert rl_main([
+        *env, "--actor=act", "--critic=chunk", "--chunk_size=5", "--actor_net.dim_model=32",
+        "--actor_net.dim_feedforward=64", "--critic_net.hidden_dims=[64,64]", "--batch_size=32",
+        "--demos.scripted_episodes=3", "--init.bc_warmstart_steps=300", "--bc_weight=10", "--online_steps=120",
+        "--eval_every=120", "--eval_episodes=4", "--rollout_delay=2", "--rollout_strategy=latest_only",
+        "--progress=false", f"--output_dir={run}",
+    ]) == 0
+    last = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in x][-1]
+    assert eval_main([*env, f"--policy.path={run}", "--strategy=latest_only", "--inference_delay=2",
+                      "--n_episodes=4", "--seed=1000000", f"--output_dir={tmp_path / 'eval'}"]) == 0
+    res = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert res["summary"]["success_rate"] == pytest.approx(last["success_rate"])
+    steps = [e["steps"] for e in res["episodes"]]
+    assert np.mean(steps) == pytest.approx(last["episode_steps"])
+    assert min(steps) < 60, steps  # some episode ended at success, so equal lengths say something
