@@ -11,6 +11,7 @@
 # checkout with the same hash only re-points the editable install (seconds).
 # Exits non-zero and says why if the venv cannot be built.
 set -euo pipefail
+trap 'echo "setup_lerobot_venv: failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 venv=${CHUNKWISE_LEROBOT_VENV:-.venv-lerobot}
 stamp=$venv/.chunkwise-lerobot-installed
