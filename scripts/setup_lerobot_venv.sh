@@ -46,7 +46,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 rm -f "$stamp"
 # one resolve for everything, so lerobot's pins (numpy<2.3, torch<2.12, ...) and chunkwise's
-# meet; diffusion adds diffusers for LeRobot's Diffusion policy, accelerate is what lerobot-train needs
-"${pip[@]}" "torch>=2.11,<2.12" "lerobot[dataset,diffusion,accelerate-dep]==0.6.1" -e ".[dev,lerobot]"
+# meet; diffusion adds diffusers for LeRobot's Diffusion policy, accelerate is what lerobot-train
+# needs, openpi the packages of `chunkwise serve --openpi_port`
+"${pip[@]}" "torch>=2.11,<2.12" "lerobot[dataset,diffusion,accelerate-dep]==0.6.1" -e ".[dev,lerobot,openpi]"
 "$venv/bin/python" -c "import lerobot, chunkwise, torch; print('setup_lerobot_venv: lerobot', lerobot.__version__, 'torch', torch.__version__)"
 printf '%s\n%s\n' "$want_hash" "$here" > "$stamp"

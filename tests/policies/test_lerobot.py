@@ -245,6 +245,26 @@ def test_serve_two_concurrent_clients(act_dir, diffusion_dir):
             assert c.shape == (1, 8, A) and np.all(np.isfinite(c)) and np.all(np.abs(c) <= 2 + 1e-5)
 
 
+def test_openpi_endpoint_serves_a_lerobot_policy(act_dir):
+    """The same server's openpi websocket port (openpi's LIBERO keys map onto the policy's)."""
+    pytest.importorskip("websockets")
+    import re
+
+    from chunkwise.serving.openpi_client import OpenpiWebsocketClient
+
+    local = load(act_dir)
+    obs = _observations(2, seed=4)
+    with ServerProcess([f"--policy.path={act_dir}", "--openpi_port=0"], lifetime_s=120, env=ENV) as srv:
+        line = next(x for x in srv.output if "listening on" in x)
+        port = int(re.search(r"openpi=ws://\S+:(\d+)", line).group(1))
+        with OpenpiWebsocketClient("127.0.0.1", port) as c:
+            assert c.metadata["chunk_size"] == 10 and c.metadata["action_dim"] == A
+            for o in obs:
+                out = c.infer({"observation/state": o["observation.state"].astype(np.float64), "prompt": "push-v3"})
+                np.testing.assert_allclose(out["actions"], local.predict_chunk(stack_observations([o]))[0],
+                                           atol=1e-5, rtol=0)
+
+
 def _run(cmd: list[str], cwd: Path, timeout: float = 300) -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
