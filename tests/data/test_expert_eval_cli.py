@@ -36,7 +36,7 @@ def test_main_runs_the_listed_tasks(capsys):
 def test_bad_flags_are_one_clear_error(argv, match, capsys):
     assert expert_eval.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("expert_eval: error: ") and match in err and "Traceback" not in err
+    assert err.startswith("python -m chunkwise.data.expert_eval: error: ") and match in err and "Traceback" not in err
 
 
 def test_help_has_text_and_defaults(capsys):

@@ -125,13 +125,14 @@ def parse_cli(config_class: type, argv: list[str] | None, prog: str) -> Any:
     import draccus
 
     argv = protect_strings(config_class, list(argv or []))
+    label = prog if prog.startswith("python ") else f"chunkwise {prog}"  # a module run with -m keeps its name
     if "-h" in argv or "--help" in argv:
         _help_with_every_default()
     try:
-        return draccus.parse(config_class, args=argv, prog=f"chunkwise {prog}")
+        return draccus.parse(config_class, args=argv, prog=label)
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001 - every parse failure is the user's flag; say which
         msg = re.sub(r"^`([\w.]+)`:", r"--\1:", one_line(_user_error(e)))
-        print(f"chunkwise {prog}: error: {msg}", file=sys.stderr)
+        print(f"{label}: error: {msg}", file=sys.stderr)
         raise CLIError(msg) from e

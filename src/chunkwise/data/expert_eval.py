@@ -13,10 +13,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-import draccus
 import numpy as np
 
-from chunkwise.data.collect import _root_cause, run_expert_episode
+from chunkwise.data.collect import run_expert_episode
 from chunkwise.envs import MetaWorldEnvConfig, make_env
 
 DEFAULT_TASKS = ["reach-v3", "push-v3", "drawer-close-v3", "button-press-topdown-v3", "pick-place-v3"]
@@ -91,10 +90,11 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from chunkwise.common.cli import CLIError, parse_cli
+
     try:
-        cfg = draccus.parse(ExpertEvalConfig, args=list(sys.argv[1:] if argv is None else argv))
-    except draccus.utils.ParsingError as exc:
-        print(f"expert_eval: error: {_root_cause(exc)}", file=sys.stderr)
+        cfg = parse_cli(ExpertEvalConfig, sys.argv[1:] if argv is None else argv, 'python -m chunkwise.data.expert_eval')
+    except CLIError:
         return 2
     print(format_table(evaluate(cfg)))
     return 0

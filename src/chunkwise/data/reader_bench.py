@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import draccus
 import numpy as np
 
 from chunkwise.data.dataset import ChunkDataset
@@ -86,12 +85,11 @@ def bench_one(root: str, cfg: ReaderBenchConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        cfg = draccus.parse(ReaderBenchConfig, args=list(sys.argv[1:] if argv is None else argv))
-    except draccus.utils.ParsingError as exc:
-        from chunkwise.data.collect import _root_cause
+    from chunkwise.common.cli import CLIError, parse_cli
 
-        print(f"reader_bench: error: {_root_cause(exc)}", file=sys.stderr)
+    try:
+        cfg = parse_cli(ReaderBenchConfig, sys.argv[1:] if argv is None else argv, 'python -m chunkwise.data.reader_bench')
+    except CLIError:
         return 2
     print(f"batch_size {cfg.batch_size}, {cfg.batches} random batches, chunk_size {cfg.chunk_size}, "
           f"video_threads {cfg.video_threads}")
