@@ -104,7 +104,12 @@ class LeRobotPolicy:
         lr_policies = _import_lerobot()
         import torch
 
-        self.path = Path(path)
+        from chunkwise.policies.registry import checkpoint_dir
+
+        try:  # a lerobot-train run or checkpoint dir -> its pretrained_model/
+            self.path = checkpoint_dir(path)
+        except FileNotFoundError:
+            self.path = Path(path)
         if not is_lerobot_checkpoint(self.path):
             raise ValueError(
                 f"{self.path} is not a LeRobot policy directory (needs config.json with \"type\" and "
