@@ -163,7 +163,9 @@ def test_blocks_never_mix_configs_and_respect_the_size():
 
 
 def test_ray_backend_without_ray_is_one_line_error(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(ray_backend, "ray_available", lambda: False)
+    import chunkwise.common.ray as common_ray
+
+    monkeypatch.setattr(common_ray, "ray_available", lambda: False)
     rc = eval_sweep.main(["--backend=ray", "--tasks=drawer-close-v3", "--n_episodes=1",
                           f"--output_dir={tmp_path / 'out'}"])
     err = capsys.readouterr().err.strip().splitlines()

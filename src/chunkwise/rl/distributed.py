@@ -102,10 +102,10 @@ class DistributedTrainer(RLTrainer):
     """``RLTrainer`` whose episodes and evaluations run on ``n_actors`` Ray actors."""
 
     def __init__(self, cfg: RLConfig) -> None:
-        from chunkwise.eval.ray_backend import _Session
+        from chunkwise.common.ray import RaySession
 
         super().__init__(cfg)
-        self._session = _Session(cfg.ray)
+        self._session = RaySession(cfg.ray)
         ray = self.ray = self._session.ray
         cpus = cfg.ray.num_cpus_per_task
         remote_cls = ray.remote(RolloutWorker).options(num_cpus=cpus, max_restarts=0)

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from chunkwise.envs import EnvConfig, MetaWorldEnvConfig, make_env
-from chunkwise.eval.ray_backend import RayConfig
+from chunkwise.common.ray import RayConfig
 from chunkwise.rl.checkpoint import (
     CHECKPOINTS,
     has_checkpoint,
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if cfg.backend == "ray":
-            from chunkwise.eval.ray_backend import check_backend
+            from chunkwise.common.ray import check_backend
             from chunkwise.rl.distributed import DistributedTrainer
 
             check_backend("ray")  # ray installed, else the one-line install hint
