@@ -35,6 +35,17 @@ def test_suite_step_limits_and_defaults():
     assert LiberoEnvConfig(task="libero_goal", max_episode_steps=50).max_episode_steps == 50
 
 
+def test_suite_limit_follows_the_task_through_replace():
+    """``chunkwise sweep --tasks=libero_spatial`` replaces the task of a parsed config."""
+    from dataclasses import replace
+
+    spatial = replace(LiberoEnvConfig(), task="libero_spatial")  # default task libero_10 (520)
+    assert spatial.max_episode_steps == 280
+    assert replace(spatial, task="libero_goal").max_episode_steps == 300
+    by_hand = LiberoEnvConfig(task="libero_10", max_episode_steps=60)
+    assert replace(by_hand, task="libero_spatial").max_episode_steps == 60
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"task": "libero_100"}, "unknown LIBERO suite 'libero_100'"),
     ({"task": "libero_10", "task_id": 10}, r"task_id must be in 0\.\.9"),

@@ -125,6 +125,7 @@ class LiberoEnvConfig(EnvConfig):
     terminate_on_success: bool = True  # end the episode at the first success
     # append the goal object's pos (3) + quat (4) and the target object's pos (3) to observation.state (18-d; privileged, not LeRobot's layout)
     object_state: bool = False
+    limit_of_suite: str = ""  # set internally: the suite whose default limit max_episode_steps holds ("" = set by hand)
 
     def __post_init__(self) -> None:
         if self.task not in SUITE_TASKS:
@@ -134,8 +135,11 @@ class LiberoEnvConfig(EnvConfig):
             raise ValueError(f"env.task_id must be in 0..{n - 1} for {self.task}, got {self.task_id}")
         if self.fps <= 0:
             raise ValueError(f"env.fps must be positive, got {self.fps}")
-        if self.max_episode_steps == 0:
+        if self.max_episode_steps == 0 or (
+                self.limit_of_suite and self.max_episode_steps == SUITE_MAX_STEPS.get(self.limit_of_suite)):
+            # the suite's limit, also after dataclasses.replace(cfg, task=other_suite) (sweep --tasks)
             self.max_episode_steps = SUITE_MAX_STEPS[self.task]
+            self.limit_of_suite = self.task
         if self.max_episode_steps < 0:
             raise ValueError(f"env.max_episode_steps must be positive (0 = the suite's limit), got {self.max_episode_steps}")
         for cam in self.cameras:
