@@ -24,6 +24,8 @@ from chunkwise.common.files import atomic_directory
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 KIND = "correction_head"
+CLIP = 5.0  # standardised inputs are clipped to [-CLIP, CLIP]
+STD_FLOOR = 0.05  # in raw units: constant features (padding, fixed goals) stay ~0 after standardising
 
 
 @dataclass
@@ -80,7 +82,8 @@ class CorrectionHead:
             raise ValueError(f"weights do not match config (in {config.in_dim}, out {config.action_dim})")
 
     def residual(self, x: np.ndarray) -> np.ndarray:
-        h = (np.atleast_2d(x).astype(np.float32) - self.x_mean) / self.x_std
+        # clipped: a feature that barely varied in training must not blow up off-distribution
+        h = np.clip((np.atleast_2d(x).astype(np.float32) - self.x_mean) / self.x_std, -CLIP, CLIP)
         for w, b in self.layers[:-1]:
             h = np.maximum(h @ w + b, 0.0)
         w, b = self.layers[-1]

@@ -16,9 +16,11 @@ own state distribution; rows from all iterations are kept.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,15 @@ import numpy as np
 from chunkwise.common.cli import CLIError, parse_cli
 from chunkwise.common.files import atomic_write_json
 from chunkwise.envs.base import EnvConfig
-from chunkwise.policies.correction.head import CorrectionConfig, CorrectionHead, correction_targets, features
+from chunkwise.eval.rollouts import PolicySource
+from chunkwise.policies.correction.head import (
+    CLIP,
+    STD_FLOOR,
+    CorrectionConfig,
+    CorrectionHead,
+    correction_targets,
+    features,
+)
 from chunkwise.scheduling.controller import StepContext
 from chunkwise.types import OBS_STATE, Observation
 
@@ -37,16 +47,14 @@ def _default_env() -> EnvConfig:
     return EnvConfig.get_choice_class("metaworld")(task="push-v3")
 
 
-def _default_policy() -> Any:
-    from chunkwise.eval.rollouts import PolicySource
-
+def _default_policy() -> PolicySource:
     return PolicySource(chunk_size=20)
 
 
 @dataclass
 class TrainCorrectionConfig:
     env: EnvConfig = field(default_factory=_default_env)
-    policy: Any = field(default_factory=_default_policy)  # eval's PolicySource: scripted oracle or --policy.path
+    policy: PolicySource = field(default_factory=_default_policy)  # eval's PolicySource: scripted oracle or --policy.path
     strategy: str = "latest_only"  # the base strategy whose stale actions are corrected
     delays: str = "1,2,4,8,12,16"  # comma-separated; every episode runs at each
     n_episodes: int = 8  # per delay and DAgger iteration
@@ -129,9 +137,9 @@ def fit(x: np.ndarray, y: np.ndarray, cfg: TrainCorrectionConfig, ccfg: Correcti
     import torch
 
     torch.manual_seed(0)
-    x_mean, x_std = x.mean(0), x.std(0) + 1e-3
-    y_mean, y_std = y.mean(0), y.std(0) + 1e-3
-    xt = torch.from_numpy((x - x_mean) / x_std).float()
+    x_mean, x_std = x.mean(0), np.maximum(x.std(0), STD_FLOOR)
+    y_mean, y_std = y.mean(0), np.maximum(y.std(0), 1e-3)
+    xt = torch.from_numpy(np.clip((x - x_mean) / x_std, -CLIP, CLIP)).float()
     yt = torch.from_numpy((y - y_mean) / y_std).float()
     dims = [ccfg.in_dim, *ccfg.hidden, ccfg.action_dim]
     mods: list[torch.nn.Module] = []
@@ -183,7 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     head = None
     for it in range(cfg.dagger_iters):
         t0 = time.perf_counter()
-        x, y, succ = collect(cfg, env, policy, head, it)
+        part = Path(cfg.output_dir + "_data") / f"iter{it}.npz"  # resumable: a finished iteration is reused
+        if part.is_file():
+            with np.load(part) as z:
+                x, y, succ = z["x"], z["y"], json.loads(str(z["succ"]))
+        else:
+            x, y, succ = collect(cfg, env, policy, head, it)
+            part.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(part.with_suffix(".tmp.npz"), x=x, y=y, succ=json.dumps(succ))
+            os.replace(part.with_suffix(".tmp.npz"), part)
         xs.append(x)
         ys.append(y)
         t1 = time.perf_counter()
