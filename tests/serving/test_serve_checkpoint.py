@@ -54,3 +54,14 @@ def test_serve_rejects_bad_policy_paths(tmp_path):
         ServePolicyConfig(path=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="exactly one"):
         ServeConfig(policy=ServePolicyConfig(path=str(tmp_path), type="echo"))
+
+
+def test_a_checkpoint_family_type_is_checked_against_the_directory(act_checkpoint, capsys):
+    from chunkwise.serving.server import main, parse_serve_config
+
+    cfg = parse_serve_config([f"--policy.path={act_checkpoint}", "--policy.type=act", "--port=0"])
+    assert cfg.policy.type == "act"
+    assert main([f"--policy.path={act_checkpoint}", "--policy.type=lerobot", "--port=0"]) == 2
+    assert "holds a 'act' checkpoint, not --policy.type=lerobot" in capsys.readouterr().err
+    assert main(["--policy.type=flow", "--port=0"]) == 2
+    assert "give --policy.path=<its directory>" in capsys.readouterr().err

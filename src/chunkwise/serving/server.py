@@ -48,19 +48,29 @@ _defer_validation: contextvars.ContextVar[bool] = contextvars.ContextVar("chunkw
 
 @dataclass
 class ServePolicyConfig(TestPolicyConfig):
-    """``--policy.path=<checkpoint dir>`` or ``--policy.type=echo|mlp|expert`` (test policies)."""
+    """``--policy.path=<checkpoint dir>`` (its family is read from the directory; ``--policy.type=
+    act|flow|lerobot|rl_sac`` beside it checks that), or ``--policy.type=echo|mlp|expert`` (test
+    policies, no path)."""
 
     path: str = ""
-    type: Literal["", "echo", "mlp", "expert"] = ""  # type: ignore[assignment]
+    type: Literal["", "echo", "mlp", "expert", "act", "flow", "lerobot", "rl_sac"] = ""  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        if self.type:
+        if self.type in TEST_TYPES:
             super().__post_init__()
         if self.path and not _defer_validation.get() and not Path(self.path).is_dir():
             raise ValueError(f"--policy.path={self.path!r} is not a directory")
 
     def validate(self) -> None:
-        if bool(self.path) == bool(self.type):
+        if self.type in CHECKPOINT_TYPES:
+            if not self.path:
+                raise ValueError(f"--policy.type={self.type} loads a checkpoint: give --policy.path=<its directory>")
+            from chunkwise.policies.registry import checkpoint_type
+
+            found = checkpoint_type(self.path)
+            if found != self.type:
+                raise ValueError(f"--policy.path={self.path} holds a {found!r} checkpoint, not --policy.type={self.type}")
+        elif bool(self.path) == bool(self.type):
             raise ValueError(
                 "give exactly one of --policy.path=<checkpoint dir> or --policy.type=<echo|mlp|expert>"
             )
@@ -73,6 +83,10 @@ class ServePolicyConfig(TestPolicyConfig):
             policy = load(self.path)
             return LatencyFloor(policy, self.model_ms) if self.model_ms > 0 else policy
         return make_test_policy(TestPolicyConfig(**{k: v for k, v in vars(self).items() if k != "path"}))
+
+
+TEST_TYPES = ("echo", "mlp", "expert")
+CHECKPOINT_TYPES = ("act", "flow", "lerobot", "rl_sac")
 
 
 @dataclass
