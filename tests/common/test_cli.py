@@ -76,3 +76,12 @@ def test_an_optional_string_flag_still_takes_none():
     from chunkwise.eval.run import EvalConfig
 
     assert parse_cli(EvalConfig, ["--server=null"], "eval").server is None
+
+
+def test_an_incompatible_strategy_is_one_line_not_a_traceback(capsys):
+    from chunkwise.eval.run import main
+
+    assert main(["--policy.type=scripted", "--strategy=rtc_guided", "--n_episodes=1", "--env.max_episode_steps=5",
+                 "--n_workers=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("chunkwise eval: error: strategy 'rtc_guided' needs a policy with prefix mode")

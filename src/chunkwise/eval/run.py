@@ -320,7 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chunkwise eval: error: the server at {cfg.server} answered {e}", file=sys.stderr)
         return 2
     if result is None:
-        result = evaluate(cfg, check=False)
+        from chunkwise.runtime.strategies import IncompatibleStrategyError
+
+        try:
+            result = evaluate(cfg, check=False)
+        except IncompatibleStrategyError as e:  # found when the first episode wraps the policy
+            print(f"chunkwise eval: error: {e}", file=sys.stderr)
+            return 2
     print(format_summary(result))
     if cfg.output_dir:
         out = Path(cfg.output_dir) / "eval.json"
