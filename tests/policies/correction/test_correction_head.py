@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chunkwise.policies.correction.head import CorrectionConfig, CorrectionHead, correction_targets, features
-from chunkwise.policies.correction.train import Recorder
+from chunkwise.eval.correction_train import Recorder
 from chunkwise.scheduling.config import ExecutionConfig
 from chunkwise.scheduling.controller import ChunkController
 

@@ -113,7 +113,7 @@ class CorrectionHead:
         path = Path(path)
         if not (path / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{path} is not a correction head (no {CONFIG_FILE}); train one with "
-                                    "python -m chunkwise.policies.correction.train")
+                                    "python -m chunkwise.eval.correction_train")
         raw = json.loads((path / CONFIG_FILE).read_text())
         if raw.pop("type", None) != KIND:
             raise ValueError(f"{path / CONFIG_FILE} is not a {KIND} config")

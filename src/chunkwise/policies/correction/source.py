@@ -11,7 +11,7 @@ ENV_PATH = "CHUNKWISE_CORRECTION_PATH"  # how the path reaches worker processes
 
 @dataclass
 class CorrectionSource:
-    path: str | None = None  # a correction head dir (python -m chunkwise.policies.correction.train)
+    path: str | None = None  # a correction head dir (python -m chunkwise.eval.correction_train)
 
     def __post_init__(self) -> None:
         if self.path and not (Path(self.path) / "config.json").is_file():

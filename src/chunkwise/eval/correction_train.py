@@ -1,6 +1,6 @@
 """Train a correction head: roll the base strategy out under delay, label with the expert.
 
-    python -m chunkwise.policies.correction.train --env.task=push-v3 --strategy=latest_only \\
+    python -m chunkwise.eval.correction_train --env.task=push-v3 --strategy=latest_only \\
         --delays=1,2,4,8,12,16 --n_episodes=8 --dagger_iters=2 --output_dir=outputs/delay/corr_push
 
 Why rollouts and not the prefix-branch datasets: a branch stores the forced (stale) prefix
@@ -172,7 +172,7 @@ def fit(x: np.ndarray, y: np.ndarray, cfg: TrainCorrectionConfig, ccfg: Correcti
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_cli(TrainCorrectionConfig, sys.argv[1:] if argv is None else argv,
-                        "python -m chunkwise.policies.correction.train")
+                        "python -m chunkwise.eval.correction_train")
     except CLIError as e:
         print(e, file=sys.stderr)
         return 2
