@@ -56,6 +56,8 @@ class ServePolicyConfig(TestPolicyConfig):
     type: Literal["", "echo", "mlp", "expert", "act", "flow", "lerobot", "rl_sac"] = ""  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        if self.type and self.type not in TEST_TYPES + CHECKPOINT_TYPES:
+            raise ValueError(f"--policy.type={self.type!r}: choose one of {', '.join(TEST_TYPES + CHECKPOINT_TYPES)}")
         if self.type in TEST_TYPES:
             super().__post_init__()
         if self.path and not _defer_validation.get() and not Path(self.path).is_dir():
