@@ -161,18 +161,7 @@ class DistributedTrainer(RLTrainer):
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        if cfg.resume and self._has_checkpoint():
-            self.restore()
-        else:
-            if cfg.resume:
-                print(f"--resume: no checkpoint in {self.ckpts}, starting fresh")
-            if self.log.path.exists():
-                self.log.path.unlink()
-            self.initialize()
-            self.log.write({"kind": "init", **self.init_report, "demo_episodes": len(self.demos),
-                            "demo_steps": self.offline.size, "backend": "ray", "n_actors": cfg.n_actors})
-            self.evaluate()
-            self.save()
+        self.resume_or_start(backend="ray", n_actors=cfg.n_actors)
         self.broadcast()
         next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
         next_save = (self.env_steps // cfg.save_every + 1) * cfg.save_every
@@ -257,11 +246,6 @@ class DistributedTrainer(RLTrainer):
 
         save_json(self.out / "summary.json", summary)
         return summary
-
-    def _has_checkpoint(self) -> bool:
-        from chunkwise.rl.checkpoint import has_checkpoint
-
-        return has_checkpoint(self.out)
 
     def close(self) -> None:
         try:

@@ -321,20 +321,26 @@ class RLTrainer:
         self.log.plot(f"{self.cfg.env.task}: actor={self.cfg.actor} critic={self.cfg.critic} seed={self.cfg.seed}")
         return res
 
-    def run(self) -> dict[str, Any]:
+    def resume_or_start(self, **init_extra: Any) -> None:
+        """``--resume`` with a checkpoint: restore it; otherwise a fresh run (init record,
+        first evaluation, step-0 checkpoint). ``init_extra`` goes into the init record."""
         cfg = self.cfg
         if cfg.resume and has_checkpoint(self.out):
             self.restore()
-        else:
-            if cfg.resume:
-                print(f"--resume: no checkpoint in {self.ckpts}, starting fresh")
-            if self.log.path.exists():
-                self.log.path.unlink()
-            self.initialize()
-            self.log.write({"kind": "init", **self.init_report, "demo_episodes": len(self.demos),
-                            "demo_steps": self.offline.size})
-            self.evaluate()
-            self.save()
+            return
+        if cfg.resume:
+            print(f"--resume: no checkpoint in {self.ckpts}, starting fresh")
+        if self.log.path.exists():
+            self.log.path.unlink()
+        self.initialize()
+        self.log.write({"kind": "init", **self.init_report, "demo_episodes": len(self.demos),
+                        "demo_steps": self.offline.size, **init_extra})
+        self.evaluate()
+        self.save()
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.resume_or_start()
         next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
         next_save = (self.env_steps // cfg.save_every + 1) * cfg.save_every
         acc: dict[str, list[float]] = {}
