@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from chunkwise.eval.flow_report import merge, seam_change, seam_table
-from chunkwise.eval.report import flat_row, format_table, plot
+from chunkwise.eval.flow_report import merge, seam_change, seam_table, write_report
+from chunkwise.eval.report import flat_row, format_table
 
 KEEP_TARGETS = {4: 0.95, 8: 0.90, 16: 0.80}
 SEAM_CUT = 0.30
@@ -66,10 +66,7 @@ def main(argv: list[str]) -> int:
     files = [f for s in specs for f in cell_files(s)]
     rows = sorted(merge(files), key=lambda r: (r["task"], r["delay"]))
     text = "\n\n".join([format_table(rows, ci=True), seam_table(rows), target_table(rows)]) + "\n"
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out + ".md").write_text(text)
-    plot(rows, out + ".png")
-    print(text)
+    write_report(out, text, rows)
     return 0
 
 

@@ -111,11 +111,16 @@ def main(argv: list[str]) -> int:
         return 2
     rows = merge(paths)
     text = format_table(rows) + "\n\n" + seam_table(rows) + "\n" + target_check(rows) + "\n"
+    write_report(out, text, rows)
+    return 0
+
+
+def write_report(out: str, text: str, rows: list[dict]) -> None:
+    """``<out>.md`` (the tables) and ``<out>.png`` (the plot); the tables are also printed."""
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out + ".md").write_text(text)
     plot(rows, out + ".png")
     print(text)
-    return 0
 
 
 if __name__ == "__main__":
