@@ -23,6 +23,12 @@ a branch is rolled out in a snapshot of the env and recorded as its own episode:
 forced, not the expert's choice; training must give those as the prefix and put no loss on
 them (``FlowPolicy.compute_loss``). Frames with ``prefix_length = 0`` are ordinary expert
 frames from states slightly off the demonstrations (DART-like).
+
+Cameras (``--env.cameras``): the look-ahead rollouts run without rendering (``expert_rollout``
+switches them off), so a recorded branch is replayed once more in a snapshot, rendering
+every camera at each frame's state before its action (frame 0 = the state at the request:
+the same render as the async run's observation there). The replay checks that it passes
+through the recorded states bit for bit.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from chunkwise.policies.scripted.oracle import OraclePolicy, expert_rollout, frozen_steps
-from chunkwise.types import ACTION, OBS_STATE, PREFIX_LENGTH, ObservationBatch, PolicyMetadata, Prefix
+from chunkwise.types import (ACTION, OBS_STATE, PREFIX_LENGTH, ObservationBatch, PolicyMetadata, Prefix,
+                             image_key)
 
 
 @dataclass
@@ -98,8 +105,10 @@ class _BranchRecorder:
         n = len(r.actions)
         dones = r.dones.copy()
         dones[-1] = True  # a branch is its own (short) episode
+        cameras = list(getattr(self.env, "cameras", None) or [])
         return {
             OBS_STATE: r.states,
+            **(branch_images(self.env, r.actions, r.states, cameras) if cameras else {}),
             ACTION: r.actions,
             "next.reward": r.rewards,
             "next.success": r.successes,
@@ -108,15 +117,47 @@ class _BranchRecorder:
         }
 
 
+def branch_images(env: Any, actions: np.ndarray, states: np.ndarray,
+                  cameras: Sequence[str]) -> dict[str, np.ndarray]:
+    """Replay ``actions`` from the env's current state in a snapshot and return, per camera,
+    the (n, H, W, 3) uint8 images of the n frames (frame i = before action i); the env is
+    rewound afterwards. ``states`` (n, S) are the frames' recorded states: a replay that
+    leaves them raises RuntimeError rather than pairing images with the wrong states."""
+    n = len(actions)
+    if len(states) != n:
+        raise ValueError(f"branch has {n} actions but {len(states)} states")
+    images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
+    snap = env.snapshot()
+    env.cameras = []  # step() need not render: each frame is rendered once, below
+    try:
+        for i in range(n):
+            state = np.asarray(env.raw_observation(), dtype=np.float32)
+            if not np.array_equal(state, states[i]):
+                raise RuntimeError(f"branch replay left the recorded states at frame {i} of {n} "
+                                   f"(max |diff| {np.abs(state - states[i]).max():.3g}); the env's "
+                                   "snapshot/restore or expert is not deterministic")
+            for c in cameras:
+                images[c].append(env.render(c))
+            if i + 1 < n:
+                env.step(actions[i])
+    finally:
+        env.cameras = list(cameras)
+        env.restore(snap)
+    return {image_key(c): np.stack(v) for c, v in images.items()}
+
+
 def record_branches(env: Any, seed: int, cfg: BranchConfig) -> list[dict[str, np.ndarray]]:
     """Run episode ``seed`` async with the oracle and return its prefix branches (frames
     as in ``collect.run_expert_episode`` plus ``prefix_length``)."""
     from chunkwise.runtime import ExecutionConfig, VirtualClockExecutor
     from chunkwise.scheduling.delay import SampledDelay
 
-    if getattr(env, "cameras", None):
-        raise ValueError("prefix branches are state-only (the look-ahead does not render); "
-                         "collect them without --env.cameras")
+    cameras = list(getattr(env, "cameras", None) or [])
+    recorded = {OBS_STATE} | {image_key(c) for c in cameras}
+    other = sorted(set(getattr(env, "observation_spec", {})) - recorded)
+    if other:
+        raise ValueError(f"prefix branches record {OBS_STATE} and the camera images only; this env "
+                         f"also observes {other}")
     recorder = _BranchRecorder(env, cfg)
     exe_cfg = ExecutionConfig(strategy="async", aggregate_fn_name="latest_only", actions_per_chunk=cfg.chunk_size,
                               chunk_size_threshold=cfg.chunk_size_threshold, max_steps=cfg.max_steps,

@@ -23,6 +23,7 @@ With ``--branches.delays`` each kept episode is followed by its *prefix branches
 (``chunkwise.data.branches``): short episodes that start with a stale plan's queued
 actions and continue with the expert, marked by a per-frame ``prefix_length`` column
 (0 on the demonstrations). Prefix-aware policies train on them; others ignore the column.
+With ``--env.cameras`` every branch frame carries the images rendered at its own state.
 
 The dataset is written into a hidden temp dir next to ``output_dir`` and renamed into
 place at the end; an interrupted run leaves no directory that looks complete.

@@ -10,6 +10,8 @@ costs ~1 ms). Quirks handled here so nothing above ``envs/`` sees them:
 * **Cameras**: the ``corner*`` cameras are mounted rolled by 180 degrees; their images are
   rotated back upright. Rendering uses one ``mujoco.Renderer`` with shadows, reflections,
   skybox and multisampling off (about 8x faster on CPU EGL; 128x128 in ~15 ms).
+  ``reset`` refreshes positions before rendering (MetaWorld moves the goal site after its
+  last ``mj_forward``), so an image always shows the state it is paired with.
 * **Idle action** ``[0, 0, 0, g]``: zero xyz deltas keep the mocap target where it is and
   ``g`` is the *last gripper command*. A literal ``zeros(4)`` is not a hold: the fingers
   are position actuators (kp=400) so ``g=0`` half-opens them and drops a grasped object
@@ -149,6 +151,8 @@ class MetaWorldEnv(ChunkEnv):
         if seed is not None:
             self._env.seed(int(seed))
         raw, _ = self._env.reset()
+        if self._renderer is not None:
+            self._forward_keeping_state()
         self._raw_obs = np.asarray(raw, dtype=np.float64)
         self._steps = 0
         self._last_gripper = -1.0  # reset leaves the fingers commanded open
@@ -206,6 +210,23 @@ class MetaWorldEnv(ChunkEnv):
         if camera in _ROTATED_CAMERAS:
             img = img[::-1, ::-1]
         return np.ascontiguousarray(img, dtype=np.uint8)
+
+    def _forward_keeping_state(self) -> None:
+        """Recompute positions for rendering without changing where the physics goes next.
+
+        MetaWorld's reset moves the goal site (model.site_pos) after its last mj_forward,
+        so without this the first image of an episode shows the goal marker where it was
+        before the reset, and differs from a render of the same state after a restore.
+        mj_forward also rewrites the solver warm start; setting the saved integration
+        state back keeps the trajectory bit-identical to a state-only env's.
+        """
+        mj = self._mujoco
+        model, data = self._env.model, self._env.data
+        spec = mj.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mj.mj_stateSize(model, spec), dtype=np.float64)
+        mj.mj_getState(model, data, state, spec)
+        mj.mj_forward(model, data)
+        mj.mj_setState(model, data, state, spec)
 
     def _observation(self) -> Observation:
         obs: Observation = {OBS_STATE: self._raw_obs.astype(np.float32)}
