@@ -134,3 +134,21 @@ def test_strategy_registry():
     assert (cfg.strategy, cfg.aggregate_fn_name) == ("async", "conservative")
     with pytest.raises(ValueError, match="unknown strategy 'rtc'; valid: average"):
         get_strategy("rtc")
+
+
+@pytest.mark.parametrize("h", [4, 6, 10, 20, 40])
+@pytest.mark.parametrize("g", [0.0, 0.3, 0.5, 1.0])
+def test_steady_state_idle_formula_matches_the_executor(h, g):
+    """``steady_state_idle``'s period and idle steps are what the executor does, for d = 0 .. 16."""
+    from chunkwise.scheduling import steady_state_idle
+
+    for d in [0, 1, 2, 3, 4, 6, 8, 12, 16]:
+        cfg = ExecutionConfig(strategy="async", aggregate_fn_name="latest_only", actions_per_chunk=h,
+                              chunk_size_threshold=g)
+        r, _ = run(cfg, d, steps=300, chunk_size=h)
+        req = np.flatnonzero(r.trace.request)
+        req = req[req >= 150]  # past the start-up transient
+        period, idle = steady_state_idle(h, d, g)
+        assert set(np.diff(req).tolist()) == {period}, (h, d, g)
+        # whole periods only: the idle steps sit at the end of each period
+        assert r.trace.stall[req[0]:req[-1]].sum() == idle * (len(req) - 1), (h, d, g)

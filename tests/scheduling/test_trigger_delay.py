@@ -115,3 +115,22 @@ def test_replay_delay_gives_each_episode_its_measured_sequence_then_the_fallback
     assert [d.sample(rng) for _ in range(2)] == [2, 2]
     d.reset(3)  # replays from the start for every episode with that seed
     assert d.sample(rng) == 4 and d.max_delay == 6
+
+
+def test_steady_state_idle_timeline_h20_d16():
+    """The docstring's timeline: H = 20, g = 1, d = 16 moves the robot 4 of every 16 steps."""
+    from chunkwise.scheduling import starvation_note, steady_state_idle
+
+    assert steady_state_idle(20, 16, 1.0) == (16, 12)
+    assert steady_state_idle(40, 16, 1.0) == (16, 0)
+    assert steady_state_idle(20, 10, 0.5) == (10, 0)  # H = 2d and floor(gH) = d: just enough
+    assert steady_state_idle(20, 12, 0.5) == (12, 4)
+    assert steady_state_idle(20, 4, 0.0) == (20, 4)  # g = 0 waits for an empty queue: d idle per chunk
+    assert steady_state_idle(4, 6, 0.5) == (6, 6)  # every chunk arrives stale
+    assert steady_state_idle(10, 0, 0.3) == (7, 0)  # 0.3 * 10 floors to 3, not 2
+    assert starvation_note(40, 16, 1.0) is None
+    note = starvation_note(20, 16, 1.0)
+    assert "12 of every 16 steps" in note and "actions_per_chunk >= 32" in note
+    assert "chunk_size_threshold above 0" in starvation_note(20, 4, 0.0)
+    with pytest.raises(ValueError, match="delay"):
+        steady_state_idle(20, -1, 0.5)

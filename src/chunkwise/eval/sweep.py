@@ -42,6 +42,7 @@ from chunkwise.eval.report import format_table, plot, to_csv
 from chunkwise.eval.rollouts import EpisodeJob, PolicySource, episode_seeds, run_jobs
 from chunkwise.runtime.config import ExecutionConfig
 from chunkwise.scheduling.delay import FixedDelay
+from chunkwise.scheduling.trigger import starvation_note
 
 DEFAULT_STRATEGIES = "sync,latest_only,weighted_average,average,conservative,temporal_ensemble"
 
@@ -177,12 +178,18 @@ def sweep(cfg: SweepConfig, progress: bool | None = None, check: bool = True) ->
         progress = show_progress(cfg)
     cells: list[tuple[str, str, int]] = []
     jobs: list[EpisodeJob] = []
+    notes: set[str] = set()
     seeds = episode_seeds(cfg.seed, cfg.n_episodes)
     for task in cfg.task_list:
         env_cfg = replace(cfg.env, task=task)
         for strategy in cfg.strategy_list:
             execution, strat, plugins = resolve_strategy(strategy, cfg.base_execution())
             for d in cfg.delay_list:
+                note = starvation_note(execution.actions_per_chunk, d, execution.chunk_size_threshold) \
+                    if execution.strategy == "async" and execution.actions_per_chunk else None
+                if note and note not in notes:
+                    notes.add(note)
+                    print(f"chunkwise sweep: note: {note}", file=sys.stderr)
                 cells.append((task, strategy, d))
                 jobs += [EpisodeJob(env_cfg, cfg.policy, execution, FixedDelay(d), s, strat, plugins) for s in seeds]
     if progress:

@@ -12,7 +12,13 @@ from chunkwise.scheduling.aggregate import (
 )
 from chunkwise.scheduling.delay import DelayModel, FixedDelay, ReplayDelay, SampledDelay, delay_steps_from_ms
 from chunkwise.scheduling.queue import ActionQueue, MergeStats, TimedAction
-from chunkwise.scheduling.trigger import ObservationFilter, must_go, should_send_observation
+from chunkwise.scheduling.trigger import (
+    ObservationFilter,
+    must_go,
+    should_send_observation,
+    starvation_note,
+    steady_state_idle,
+)
 
 __all__ = [
     "AGGREGATE_FUNCTIONS",
@@ -34,4 +40,6 @@ __all__ = [
     "must_go",
     "register_aggregate",
     "should_send_observation",
+    "starvation_note",
+    "steady_state_idle",
 ]
