@@ -78,3 +78,52 @@ def test_collect_with_branches_writes_prefix_length(tmp_path: Path):
 def test_branch_config_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         BranchConfig(**bad)
+
+
+@pytest.fixture(scope="module")
+def push_flow_checkpoint(tmp_path_factory, metaworld_info):
+    """An untrained delta-expert flow checkpoint shaped for push-v3 (chunk 12)."""
+    import torch
+
+    from chunkwise.policies.flow.config import FlowConfig
+
+    torch.manual_seed(0)
+    cfg = FlowConfig(chunk_size=12, n_action_steps=12, dim_model=32, n_heads=2, n_blocks=1, n_future_tokens=2,
+                     delta_n_blocks=1, rtc_max_delay=4, delta_expert=True)
+    path = tmp_path_factory.mktemp("flow") / "ck"
+    cfg.make_policy(metaworld_info("push-v3", action_std=1.0)).save_pretrained(path)
+    return path
+
+
+def test_branches_from_a_learned_planner(push_env, push_flow_checkpoint):
+    """``policy_path``: the executed plan is the checkpoint's (given the prefix, as deployed),
+    and the branch is that queued prefix followed by the expert (DAgger for the prefix)."""
+    from chunkwise.policies import load
+    from chunkwise.runtime.strategies import get_strategy
+
+    env = push_env
+    obs = env.reset(seed=3)
+    cfg = BranchConfig(delays=[4], chunk_size=12, length=12, policy_path=str(push_flow_checkpoint))
+    recorder = _BranchRecorder(env, cfg)
+    queued = np.tile(np.array([[0.5, 0.1, -0.3, 1.0]], np.float32), (8, 1))
+    prefix = [Prefix(actions=queued, delay=4)]
+    import torch
+
+    torch.manual_seed(1)
+    chunk = recorder.predict_chunk(stack_observations([obs]), prefix)
+    torch.manual_seed(1)
+    want = get_strategy("delta_expert").wrap_policy(load(push_flow_checkpoint)).predict_chunk(
+        stack_observations([obs]), prefix)
+    np.testing.assert_allclose(chunk, np.asarray(want)[:, :12], atol=1e-6)
+    assert not np.allclose(chunk, OraclePolicy(env, chunk_size=12).predict_chunk(stack_observations([obs])))
+    (branch,) = recorder.branches
+    np.testing.assert_array_equal(branch[ACTION][:4], queued[:4])
+    aware = OraclePolicy(env, chunk_size=12, prefix_aware=True).predict_chunk(stack_observations([obs]), prefix)[0]
+    np.testing.assert_array_equal(branch[ACTION], aware)
+
+
+def test_branch_planner_errors(push_env, push_flow_checkpoint):
+    with pytest.raises(ValueError, match="plain strategy"):
+        BranchConfig(delays=[2], policy_path="x", policy_strategy="delta_expert+correction")
+    with pytest.raises(ValueError, match="chunk_size=40 > chunk_size=12"):
+        _BranchRecorder(push_env, BranchConfig(delays=[2], chunk_size=40, length=40, policy_path=str(push_flow_checkpoint)))

@@ -52,6 +52,11 @@ class BranchConfig:
     chunk_size_threshold: float = 0.5  # async trigger, as in eval
     length: int = 20  # frames per branch (the prefix included)
     max_steps: int = 150  # cap on the async run: a failing run would otherwise flood the data
+    # DAgger for the prefix (Ross et al. 2011): the queued plans come from this checkpoint run
+    # with ``policy_strategy`` instead of the plain oracle, so the branches start from the stale
+    # plans the learned policy itself leaves in the queue; the continuation is still the expert's
+    policy_path: str = ""
+    policy_strategy: str = "delta_expert"
 
     def __post_init__(self) -> None:
         if any(int(d) != d or d < 1 for d in self.delays):
@@ -62,6 +67,8 @@ class BranchConfig:
             raise ValueError(f"branches.chunk_size_threshold must be in [0, 1], got {self.chunk_size_threshold}")
         if self.max_steps <= 0:
             raise ValueError(f"branches.max_steps must be positive, got {self.max_steps}")
+        if self.policy_strategy and "+" in self.policy_strategy:
+            raise ValueError(f"branches.policy_strategy must be a plain strategy, got {self.policy_strategy!r}")
         if self.delays and self.length <= max(self.delays):
             raise ValueError(f"branches.length={self.length} must exceed the largest delay {max(self.delays)} "
                              "(a branch needs expert actions after its prefix)")
@@ -82,17 +89,22 @@ class _BranchRecorder:
         meta = self.oracle.metadata
         self._metadata = replace(meta, prefix_length=0)
         self.branches: list[dict[str, np.ndarray]] = []
+        self.planner = _load_planner(cfg) if cfg.policy_path else None
 
     @property
     def metadata(self) -> PolicyMetadata:
         return self._metadata
 
     def reset(self) -> None:
-        pass
+        if self.planner is not None and hasattr(self.planner, "reset"):
+            self.planner.reset()
 
     def predict_chunk(self, obs_batch: ObservationBatch,
                       prefix: Sequence[Prefix | None] | None = None) -> np.ndarray:
-        chunk = self.oracle.predict_chunk(obs_batch)
+        if self.planner is None:
+            chunk = self.oracle.predict_chunk(obs_batch)
+        else:  # the learned plan, given the prefix it will be deployed with
+            chunk = np.asarray(self.planner.predict_chunk(obs_batch, prefix), dtype=np.float32)[:, :self.cfg.chunk_size]
         p = prefix[0] if prefix else None
         if p is not None and p.delay > 0:
             self.branches.append(self._branch(p))
@@ -115,6 +127,19 @@ class _BranchRecorder:
             "next.done": dones,
             PREFIX_LENGTH: np.maximum(d - np.arange(n), 0).astype(np.int64),
         }
+
+
+def _load_planner(cfg: BranchConfig) -> Any:
+    """The checkpoint at ``cfg.policy_path`` wrapped for ``cfg.policy_strategy``."""
+    from chunkwise.policies import load
+    from chunkwise.runtime.strategies import get_strategy
+
+    policy = load(cfg.policy_path)
+    if policy.metadata.chunk_size < cfg.chunk_size:
+        raise ValueError(f"branches.chunk_size={cfg.chunk_size} > chunk_size={policy.metadata.chunk_size} "
+                         f"of {cfg.policy_path}")
+    wrap = get_strategy(cfg.policy_strategy).wrap_policy
+    return wrap(policy) if wrap is not None else policy
 
 
 def branch_images(env: Any, actions: np.ndarray, states: np.ndarray,
