@@ -189,16 +189,26 @@ def main(argv: list[str] | None = None) -> int:
     ccfg.trained_on["policy"] = {"type": cfg.policy.type, "path": cfg.policy.path, "chunk_size": cfg.policy.chunk_size}
     xs, ys, log = [], [], []
     head = None
+    recomputed = False
     for it in range(cfg.dagger_iters):
         t0 = time.perf_counter()
         part = Path(cfg.output_dir + "_data") / f"iter{it}.npz"  # resumable: a finished iteration is reused
-        if part.is_file():
+        # a part made with another config (e.g. fewer episodes) is recomputed, never silently
+        # reused; iteration 0 rolls out without a head, so the fit's settings do not matter there,
+        # and once one iteration is recomputed every later one is (its head changed)
+        fit_keys = ("steps", "batch_size", "lr", "hidden") if it == 0 else ()
+        made_by = json.dumps({k: v for k, v in ccfg.trained_on.items()
+                              if k not in (*fit_keys, "output_dir", "dagger_iters")}, sort_keys=True)
+        x = None
+        if part.is_file() and not recomputed:
             with np.load(part) as z:
-                x, y, succ = z["x"], z["y"], json.loads(str(z["succ"]))
-        else:
+                if "made_by" in z and str(z["made_by"]) == made_by:
+                    x, y, succ = z["x"], z["y"], json.loads(str(z["succ"]))
+        if x is None:
+            recomputed = True
             x, y, succ = collect(cfg, env, policy, head, it)
             part.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(part.with_suffix(".tmp.npz"), x=x, y=y, succ=json.dumps(succ))
+            np.savez(part.with_suffix(".tmp.npz"), x=x, y=y, succ=json.dumps(succ), made_by=made_by)
             os.replace(part.with_suffix(".tmp.npz"), part)
         xs.append(x)
         ys.append(y)
