@@ -106,3 +106,30 @@ def test_rtc_strategy_against_a_policy_without_prefix_modes_names_modes_and_fix(
     assert "strategy 'rtc_trained' needs a policy with prefix mode 'rtc_trained'" in err
     assert "this echo policy offers: none" in err and "--policy.rtc_training=true" in err
     assert len(err.splitlines()) == 1
+
+
+def test_chunkwise_eval_server_with_a_correction_head(flow_server, tmp_path):
+    """``delta_expert+correction`` against the real server process: the chunk comes from the
+    server, the head runs in the client on every executed step. This head's residual is +10
+    everywhere, so every corrected action clips to [1, 1, 1, 1]: no seam, no change inside a chunk."""
+    from chunkwise.eval.run import main
+    from chunkwise.policies.correction.head import CorrectionConfig, CorrectionHead
+
+    head = CorrectionHead.init(CorrectionConfig(state_dim=39, action_dim=4, hidden=[8], horizon=10), seed=3)
+    w, b = head.layers[-1]
+    head.layers[-1] = (np.zeros_like(w), np.zeros_like(b))
+    head.y_mean = np.full(4, 10.0, np.float32)
+    head.save(tmp_path / "head")
+    runs = {}
+    for strategy in ("delta_expert", "delta_expert+correction"):
+        out = tmp_path / strategy
+        assert main([f"--server={flow_server.address}", f"--token={TOKEN}", "--env.task=push-v3",
+                     "--env.max_episode_steps=40", "--n_episodes=1", f"--strategy={strategy}",
+                     "--actions_per_chunk=10", "--time_scale=2", f"--correction.path={tmp_path / 'head'}",
+                     f"--output_dir={out}"]) == 0
+        runs[strategy] = json.loads((out / "eval.json").read_text())["episodes"][0]
+    for ep in runs.values():
+        assert ep["steps"] == 40 and ep["inferences"] >= 4
+    corrected, base = runs["delta_expert+correction"], runs["delta_expert"]
+    assert corrected["seam_discontinuity"] == 0 and corrected["inside_discontinuity"] == 0
+    assert base["seam_discontinuity"] > 0 and base["inside_discontinuity"] > 0
