@@ -63,6 +63,7 @@ class TrainCorrectionConfig:
     actions_per_chunk: int = 20
     chunk_size_threshold: float = 0.5
     hidden: str = "128,128"
+    use_base: bool = True  # false: the ablation whose head never sees the base action
     steps: int = 3000
     batch_size: int = 256
     lr: float = 1e-3
@@ -85,16 +86,17 @@ class TrainCorrectionConfig:
 class Recorder:
     """A step hook that logs (features, expert residual) and optionally applies a head."""
 
-    def __init__(self, env: Any, horizon: int, head: CorrectionHead | None = None) -> None:
-        self.env, self.horizon, self.head = env, horizon, head
+    def __init__(self, env: Any, horizon: int, head: CorrectionHead | None = None, use_base: bool = True) -> None:
+        self.env, self.horizon, self.head, self.use_base = env, horizon, head, use_base
         self.x: list[np.ndarray] = []
         self.y: list[np.ndarray] = []
 
     def __call__(self, obs: Observation, action: np.ndarray, ctx: StepContext) -> np.ndarray:
         state = obs[OBS_STATE]
         expert = self.env.expert_action(obs)
-        self.x.append(features(state, action, ctx.index, ctx.age, self.horizon)[0])
-        self.y.append(correction_targets(action, expert))
+        b = action if self.use_base else np.zeros_like(action)
+        self.x.append(features(state, b, ctx.index, ctx.age, self.horizon)[0])
+        self.y.append(correction_targets(b, expert))
         if self.head is None:
             return action
         return self.head.correct(state, action, ctx.index, ctx.age)
@@ -120,7 +122,7 @@ def collect(cfg: TrainCorrectionConfig, env: Any, policy: Any, head: CorrectionH
     exe_cfg, name, _ = resolve_strategy(cfg.strategy, base)
     wrap = get_strategy(name).wrap_policy if name else None
     pol = wrap(policy) if wrap else policy
-    rec = Recorder(env, cfg.actions_per_chunk, head)
+    rec = Recorder(env, cfg.actions_per_chunk, head, use_base=cfg.use_base)
     succ = {}
     for d in cfg.delay_list:
         ok = 0
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dim = int(np.asarray(env.reset(seed=0)[OBS_STATE]).shape[-1])
     ccfg = CorrectionConfig(state_dim=state_dim, action_dim=env.action_dim,
                             hidden=[int(h) for h in cfg.hidden.split(",")], horizon=cfg.actions_per_chunk,
+                            use_base=cfg.use_base,
                             task=str(getattr(env, "task", "")), trained_on={k: v for k, v in asdict(cfg).items()
                                                                           if k not in ("env", "policy")})
     ccfg.trained_on["policy"] = {"type": cfg.policy.type, "path": cfg.policy.path, "chunk_size": cfg.policy.chunk_size}

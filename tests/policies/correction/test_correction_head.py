@@ -8,7 +8,7 @@ import pytest
 from chunkwise.policies.correction.head import CorrectionConfig, CorrectionHead, correction_targets, features
 from chunkwise.eval.correction_train import Recorder
 from chunkwise.scheduling.config import ExecutionConfig
-from chunkwise.scheduling.controller import ChunkController
+from chunkwise.scheduling.controller import ChunkController, StepContext
 
 
 class ExpertAt:
@@ -100,3 +100,24 @@ def test_composed_strategy_names():
     assert spec.name == "latest_only+correction" and spec.wrap_policy is not None
     with pytest.raises(ValueError, match="modifier"):
         get_strategy("latest_only+nothing")
+
+
+def test_use_base_false_never_sees_the_base_action(tmp_path):
+    """The ablation: the same head output whatever the base action, and the target is a* itself."""
+    cfg = CorrectionConfig(state_dim=3, action_dim=2, hidden=[4], horizon=10, use_base=False)
+    head = CorrectionHead.init(cfg, seed=2)
+    s = np.array([0.1, -0.2, 0.3], np.float32)
+    a1 = head.correct(s, np.array([0.9, -0.9], np.float32), 3, 5)
+    a2 = head.correct(s, np.array([-0.5, 0.2], np.float32), 3, 5)
+    np.testing.assert_array_equal(a1, a2)
+    head.save(tmp_path / "h")
+    assert CorrectionHead.load(tmp_path / "h").config.use_base is False
+
+    class Expert:
+        def expert_action(self, obs):
+            return np.array([0.25, -0.5], np.float32)
+
+    rec = Recorder(Expert(), horizon=10, use_base=False)
+    rec({"observation.state": s}, np.array([0.9, 0.9], np.float32), StepContext(index=2, age=4, horizon=10))
+    np.testing.assert_allclose(rec.x[0], [0.1, -0.2, 0.3, 0.0, 0.0, 0.2, 0.4], rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(rec.y[0], [0.25, -0.5])

@@ -9,6 +9,10 @@ Features (standardised with the training set's mean / std)::
     x_t = [s_t, b_t, i_t / H, age_t / H]
     r_t = a*_t - b_t             target: the expert's action at s_t minus the base action
     a_t = clip(b_t + r_hat_t, -1, 1)
+
+``use_base=False`` is the ablation that asks whether the chunk matters at all: b_t is
+replaced by 0 in the features and in the sum, so the head is a per-step policy of the latest
+state alone (target a*_t), trained on the same rollouts.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class CorrectionConfig:
     horizon: int = 20  # actions_per_chunk the features are normalised by
     task: str = ""
     trained_on: dict = field(default_factory=dict)  # how the data was made (provenance only)
+    use_base: bool = True  # False: ablation, the head never sees the base action (see the module doc)
 
     def __post_init__(self) -> None:
         if self.state_dim <= 0 or self.action_dim <= 0:
@@ -89,9 +94,15 @@ class CorrectionHead:
         w, b = self.layers[-1]
         return (h @ w + b) * self.y_std + self.y_mean
 
+    def base_input(self, base: np.ndarray) -> np.ndarray:
+        """The base action as the head uses it: itself, or zeros for the ``use_base=False`` ablation."""
+        base = np.asarray(base, dtype=np.float32)
+        return base if self.config.use_base else np.zeros_like(base)
+
     def correct(self, state: np.ndarray, base: np.ndarray, index: int, age: int) -> np.ndarray:
+        base = self.base_input(base)
         x = features(state, base, index, age, self.config.horizon)
-        out = np.asarray(base, dtype=np.float32) + self.residual(x)[0]
+        out = base + self.residual(x)[0]
         return np.clip(out, -1.0, 1.0).astype(np.float32)
 
     # ------------------------------------------------------------------ checkpoints
