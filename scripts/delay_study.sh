@@ -30,8 +30,14 @@ collect)
     --branches.delays='[1,2,3,4,6,8,10,12,14,16]' --branches.chunk_size=$H --branches.length=$H \
     --branches.chunk_size_threshold=1.0 --output_dir="$OUT/data/$T" ;;
 train)
-  [ -f "$ckpt/config.json" ] && exit 0
-  $CW train --policy.type=flow --policy.chunk_size=$H --policy.n_action_steps=$H \
+  # done only when the last checkpoint reached its steps; a killed run resumes from its last save
+  resume=false
+  if [ -f "$ckpt/train_state.json" ]; then
+    $PY -c "import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s['step'] >= s['train_config']['steps'] else 1)" \
+      "$ckpt/train_state.json" && exit 0
+    resume=true
+  fi
+  $CW train --resume=$resume --policy.type=flow --policy.chunk_size=$H --policy.n_action_steps=$H \
     --policy.dim_model=64 --policy.n_blocks=2 --policy.delta_n_blocks=1 \
     --policy.rtc_training=true --policy.rtc_training_prob=0.5 --policy.delta_expert=true --policy.rtc_max_delay=16 \
     --dataset.root="$OUT/data/$T" --steps=3000 --batch_size=64 --num_threads=1 --progress=false \
