@@ -220,13 +220,8 @@ class MetaWorldEnv(ChunkEnv):
         mj_forward also rewrites the solver warm start; setting the saved integration
         state back keeps the trajectory bit-identical to a state-only env's.
         """
-        mj = self._mujoco
-        model, data = self._env.model, self._env.data
-        spec = mj.mjtState.mjSTATE_INTEGRATION
-        state = np.empty(mj.mj_stateSize(model, spec), dtype=np.float64)
-        mj.mj_getState(model, data, state, spec)
-        mj.mj_forward(model, data)
-        mj.mj_setState(model, data, state, spec)
+        mj, model, data = self._mujoco, self._env.model, self._env.data
+        _forward_at(mj, model, data, _integration_state(mj, model, data))
 
     def _observation(self) -> Observation:
         obs: Observation = {OBS_STATE: self._raw_obs.astype(np.float32)}
@@ -311,6 +306,25 @@ _SNAPSHOT_ATTR_TYPES = (np.ndarray, np.generic, int, float, bool, str, type(None
 _MODEL_FIELDS = ("body_pos", "body_quat", "site_pos", "site_quat", "geom_pos", "geom_quat")
 
 
+def _integration_state(mj: Any, model: Any, data: Any) -> np.ndarray:
+    """MuJoCo's full integration state (qpos, qvel, act, warm start, ctrl, mocap, ...)."""
+    spec = mj.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mj.mj_stateSize(model, spec), dtype=np.float64)
+    mj.mj_getState(model, data, state, spec)
+    return state
+
+
+def _forward_at(mj: Any, model: Any, data: Any, state: np.ndarray) -> None:
+    """Set ``state`` and recompute derived quantities (site/body positions for observations
+    and renders). mj_forward also rewrites the solver warm start (part of the integration
+    state), which would perturb the next step by ~1e-16, so the state is set once more
+    afterwards: positions stay valid (qpos unchanged) and the warm start is the saved one."""
+    spec = mj.mjtState.mjSTATE_INTEGRATION
+    mj.mj_setState(model, data, state, spec)
+    mj.mj_forward(model, data)
+    mj.mj_setState(model, data, state, spec)
+
+
 class MetaWorldSnapshot:
     """Everything a MetaWorld episode's future depends on.
 
@@ -337,9 +351,7 @@ class MetaWorldSnapshot:
         inner = env._env
         snap = cls()
         snap.owner = env
-        spec = mj.mjtState.mjSTATE_INTEGRATION
-        snap.physics = np.empty(mj.mj_stateSize(inner.model, spec), dtype=np.float64)
-        mj.mj_getState(inner.model, inner.data, snap.physics, spec)
+        snap.physics = _integration_state(mj, inner.model, inner.data)
         snap.model_fields = {f: getattr(inner.model, f).copy() for f in _MODEL_FIELDS}
         for name, value in vars(inner).items():
             if isinstance(value, _SNAPSHOT_ATTR_TYPES):
@@ -368,13 +380,6 @@ class MetaWorldSnapshot:
             else:
                 setattr(inner, name, saved)
         inner.np_random.bit_generator.state = self.rng_state
-        spec = mj.mjtState.mjSTATE_INTEGRATION
-        mj.mj_setState(inner.model, inner.data, self.physics, spec)
-        # Recompute derived quantities (site/body positions for observations and renders).
-        # mj_forward also rewrites the solver warm start (part of the integration state),
-        # which perturbs the next step by ~1e-16, so set the state once more afterwards:
-        # positions stay valid (qpos unchanged) and the warm start is the saved one.
-        mj.mj_forward(inner.model, inner.data)
-        mj.mj_setState(inner.model, inner.data, self.physics, spec)
+        _forward_at(mj, inner.model, inner.data, self.physics)
         for name, value in self.adapter.items():
             setattr(env, name, value.copy() if isinstance(value, np.ndarray) else value)
