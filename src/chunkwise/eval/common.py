@@ -9,6 +9,7 @@ from chunkwise.common.files import atomic_write_json, atomic_write_text
 from chunkwise.envs.base import EnvConfig
 from chunkwise.runtime.config import ExecutionConfig
 from chunkwise.runtime.strategies import available_strategies, get_strategy
+from chunkwise.scheduling.trigger import starvation_note
 
 
 def default_env() -> EnvConfig:
@@ -36,6 +37,13 @@ def check_strategy_name(name: str) -> None:
             get_strategy(name)
         except ValueError:
             raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(valid_strategy_names())}") from None
+
+
+def execution_note(execution: ExecutionConfig, delay: int) -> str | None:
+    """``starvation_note`` for an async execution at ``delay`` (sync blocks instead: None)."""
+    if execution.strategy != "async" or not execution.actions_per_chunk:
+        return None
+    return starvation_note(execution.actions_per_chunk, delay, execution.chunk_size_threshold)
 
 
 def resolve_strategy(name: str, base: ExecutionConfig) -> tuple[ExecutionConfig, str | None, tuple[str, ...]]:

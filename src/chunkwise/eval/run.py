@@ -31,6 +31,7 @@ from chunkwise.eval.common import (
     check_common,
     check_strategy_name,
     default_env,
+    execution_note,
     resolve_strategy,
 )
 from chunkwise.eval.metrics import summarize
@@ -38,7 +39,6 @@ from chunkwise.eval.ray_backend import RayConfig, check_backend
 from chunkwise.eval.rollouts import EpisodeJob, PolicySource, episode_seeds, run_jobs
 from chunkwise.runtime.config import ExecutionConfig
 from chunkwise.scheduling.delay import FixedDelay, delay_steps_from_ms
-from chunkwise.scheduling.trigger import starvation_note
 
 
 @dataclass
@@ -158,10 +158,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True, check: bool = True) -> dict
         cfg = check_checkpoint(cfg)
     execution, strat, plugins = resolve_strategy(cfg.strategy, cfg.base_execution())
     delay = FixedDelay(cfg.delay_steps)
-    if execution.strategy == "async" and execution.actions_per_chunk:
-        note = starvation_note(execution.actions_per_chunk, cfg.delay_steps, execution.chunk_size_threshold)
-        if note:
-            print(f"chunkwise eval: note: {note}", file=sys.stderr)
+    note = execution_note(execution, cfg.delay_steps)
+    if note:
+        print(f"chunkwise eval: note: {note}", file=sys.stderr)
     jobs = [
         EpisodeJob(cfg.env, cfg.policy, execution, delay, s, strat, plugins)
         for s in episode_seeds(cfg.seed, cfg.n_episodes)

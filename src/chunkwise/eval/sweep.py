@@ -34,6 +34,7 @@ from chunkwise.eval.common import (
     check_common,
     check_strategy_name,
     default_env,
+    execution_note,
     resolve_strategy,
 )
 from chunkwise.eval.metrics import summarize
@@ -42,7 +43,6 @@ from chunkwise.eval.report import format_table, plot, to_csv
 from chunkwise.eval.rollouts import EpisodeJob, PolicySource, episode_seeds, run_jobs
 from chunkwise.runtime.config import ExecutionConfig
 from chunkwise.scheduling.delay import FixedDelay
-from chunkwise.scheduling.trigger import starvation_note
 
 DEFAULT_STRATEGIES = "sync,latest_only,weighted_average,average,conservative,temporal_ensemble"
 
@@ -185,8 +185,7 @@ def sweep(cfg: SweepConfig, progress: bool | None = None, check: bool = True) ->
         for strategy in cfg.strategy_list:
             execution, strat, plugins = resolve_strategy(strategy, cfg.base_execution())
             for d in cfg.delay_list:
-                note = starvation_note(execution.actions_per_chunk, d, execution.chunk_size_threshold) \
-                    if execution.strategy == "async" and execution.actions_per_chunk else None
+                note = execution_note(execution, d)
                 if note and note not in notes:
                     notes.add(note)
                     print(f"chunkwise sweep: note: {note}", file=sys.stderr)
