@@ -61,8 +61,9 @@ def steady_state_idle(actions_per_chunk: int, delay: int, chunk_size_threshold: 
     if delay < 0:
         raise ValueError(f"delay must be >= 0 control steps, got {delay}")
     h = actions_per_chunk
-    # 1e-9: g*H computed in floats, e.g. 0.3 * 10 = 2.9999999999999996 must floor to 3
-    period = max(delay, h - int(chunk_size_threshold * h + 1e-9), 1)
+    # floor(g*H) as the trigger itself decides it (g*H in floats: 0.3 * 10 = 2.9999999999999996)
+    fires_at = max(q for q in range(h + 1) if should_send_observation(q, h, chunk_size_threshold))
+    period = max(delay, h - fires_at, 1)
     return period, min(period, max(0, period + delay - h))
 
 
