@@ -34,6 +34,7 @@ from chunkwise.policies.correction.head import (
     STD_FLOOR,
     CorrectionConfig,
     CorrectionHead,
+    base_input,
     correction_targets,
     features,
 )
@@ -94,7 +95,7 @@ class Recorder:
     def __call__(self, obs: Observation, action: np.ndarray, ctx: StepContext) -> np.ndarray:
         state = obs[OBS_STATE]
         expert = self.env.expert_action(obs)
-        b = action if self.use_base else np.zeros_like(action)
+        b = base_input(action, self.use_base)
         self.x.append(features(state, b, ctx.index, ctx.age, self.horizon)[0])
         self.y.append(correction_targets(b, expert))
         if self.head is None:

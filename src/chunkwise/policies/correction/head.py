@@ -66,6 +66,12 @@ def features(state: np.ndarray, base: np.ndarray, index: np.ndarray | int, age: 
     return np.concatenate([state, base, idx, ag], axis=1).astype(np.float32)
 
 
+def base_input(base: np.ndarray, use_base: bool = True) -> np.ndarray:
+    """The base action as the head sees it: itself, or zeros for the ``use_base=False`` ablation."""
+    base = np.asarray(base, dtype=np.float32)
+    return base if use_base else np.zeros_like(base)
+
+
 def correction_targets(base: np.ndarray, expert: np.ndarray) -> np.ndarray:
     """r = clip(a*, -1, 1) - b: the residual that turns the stale base action into the expert's."""
     return (np.clip(np.asarray(expert, dtype=np.float32), -1.0, 1.0) - np.asarray(base, dtype=np.float32))
@@ -94,13 +100,8 @@ class CorrectionHead:
         w, b = self.layers[-1]
         return (h @ w + b) * self.y_std + self.y_mean
 
-    def base_input(self, base: np.ndarray) -> np.ndarray:
-        """The base action as the head uses it: itself, or zeros for the ``use_base=False`` ablation."""
-        base = np.asarray(base, dtype=np.float32)
-        return base if self.config.use_base else np.zeros_like(base)
-
     def correct(self, state: np.ndarray, base: np.ndarray, index: int, age: int) -> np.ndarray:
-        base = self.base_input(base)
+        base = base_input(base, self.config.use_base)
         x = features(state, base, index, age, self.config.horizon)
         out = base + self.residual(x)[0]
         return np.clip(out, -1.0, 1.0).astype(np.float32)
