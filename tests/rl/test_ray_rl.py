@@ -13,7 +13,7 @@ TINY = [
     "--env.type=metaworld", "--env.task=reach-v3", "--env.max_episode_steps=30",
     "--actor=mlp", "--actor_net.hidden_dims=[32]", "--critic_net.hidden_dims=[32,32]",
     "--chunk_size=5", "--batch_size=16", "--demos.scripted_episodes=2",
-    "--eval_every=120", "--eval_episodes=2", "--save_every=120", "--log_every=10", "--progress=false",
+    "--eval_every=300", "--eval_episodes=2", "--save_every=300", "--log_every=10", "--progress=false",
 ]
 
 
@@ -26,14 +26,14 @@ def test_rl_on_ray_with_two_actors_feeds_one_learner(tmp_path: Path, monkeypatch
     monkeypatch.setenv("MUJOCO_GL", "egl")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     out = tmp_path / "run"
-    assert main([*TINY, "--online_steps=120", "--backend=ray", "--n_actors=2", "--weight_sync_every=20",
+    assert main([*TINY, "--online_steps=300", "--backend=ray", "--n_actors=2", "--weight_sync_every=20",
                  "--ray.num_cpus=2", f"--output_dir={out}"]) == 0
     rows = _lines(out / "metrics.jsonl")
     episodes = [r for r in rows if r["kind"] == "episode"]
     assert {r["actor"] for r in episodes} == {0, 1}  # transitions from both actors reached the learner
     seeds = [r["seed"] for r in episodes]
     assert len(set(seeds)) == len(seeds) and min(seeds) == 0  # seed * 10_000 + k: no actor repeats one
-    assert sum(r["length"] for r in episodes) == episodes[-1]["env_steps"] >= 120
+    assert sum(r["length"] for r in episodes) == episodes[-1]["env_steps"] >= 300
     assert any(r["weights_version"] > 0 for r in episodes)  # later episodes ran with broadcast weights
     evals = [r for r in rows if r["kind"] == "eval"]
     assert len(evals) >= 2 and all(e["n_episodes"] == 2 for e in evals)

@@ -95,6 +95,10 @@ class RolloutWorker:
         return {"episodes": out, "weights_version": self.version}
 
     def ping(self) -> int:
+        """One deterministic episode before the clock starts: the first episode of a fresh
+        process pays one-off costs (GL context, first torch kernels) that would otherwise make
+        this actor's first training episode late enough for another actor to take its share."""
+        self.runner.run(seed=EVAL_SEED_BASE, deterministic=True)
         return self.index
 
 
@@ -110,7 +114,7 @@ class DistributedTrainer(RLTrainer):
         cpus = cfg.ray.num_cpus_per_task
         remote_cls = ray.remote(RolloutWorker).options(num_cpus=cpus, max_restarts=0)
         self.actors = [remote_cls.remote(cfg, i, max(1, int(cpus))) for i in range(cfg.n_actors)]
-        ray.get([a.ping.remote() for a in self.actors])  # every actor built its env (fail early)
+        ray.get([a.ping.remote() for a in self.actors])  # every actor built its env (fail early) and warmed up
         self.version = 0
         self.broadcasts = 0
         self.actor_steps = [0] * cfg.n_actors  # online env steps received from each actor
