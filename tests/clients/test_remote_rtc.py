@@ -125,8 +125,8 @@ def test_chunkwise_eval_server_with_a_correction_head(flow_server, tmp_path):
         out = tmp_path / strategy
         assert main([f"--server={flow_server.address}", f"--token={TOKEN}", "--env.task=push-v3",
                      "--env.max_episode_steps=40", "--n_episodes=1", f"--strategy={strategy}",
-                     "--actions_per_chunk=10", "--time_scale=2", f"--correction.path={tmp_path / 'head'}",
-                     f"--output_dir={out}"]) == 0
+                     "--actions_per_chunk=10", "--time_scale=2", f"--output_dir={out}",
+                     *([f"--correction.path={tmp_path / 'head'}"] if strategy.endswith("+correction") else [])]) == 0
         runs[strategy] = json.loads((out / "eval.json").read_text())["episodes"][0]
     for ep in runs.values():
         assert ep["steps"] == 40 and ep["inferences"] >= 4

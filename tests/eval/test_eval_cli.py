@@ -49,6 +49,15 @@ def test_sweep_validation(argv, match, capsys):
     assert re.search(match, capsys.readouterr().err)
 
 
+def test_a_correction_head_no_strategy_uses_is_refused(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")  # a head dir as far as the flag's check goes
+    head = f"--correction.path={tmp_path}"
+    assert eval_sweep.main(["--strategies=latest_only,delta_expert", head]) == 2
+    assert "no strategy uses it: name <base>+correction" in capsys.readouterr().err
+    assert eval_run.main(["--strategy=latest_only", head]) == 2
+    assert "got latest_only" in capsys.readouterr().err
+
+
 def test_checkpoint_mismatch_is_reported_before_episodes(tmp_path, monkeypatch, capsys):
     import numpy as np
 

@@ -73,6 +73,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         check_backend(self.backend, self.server)
         check_strategy_name(self.strategy)
+        self.correction.check_used([self.strategy])
         if self.server:
             self.remote_config()  # validates address, time_scale, timeouts, tls_root
             if self.policy.type != "scripted":

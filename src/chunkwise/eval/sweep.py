@@ -91,6 +91,7 @@ class SweepConfig:
         self.strategy_list = _split(self.strategies, "strategies")
         for s in self.strategy_list:
             check_strategy_name(s)
+        self.correction.check_used(self.strategy_list)
         check_common(
             chunk_size_threshold=self.chunk_size_threshold, actions_per_chunk=self.actions_per_chunk,
             n_episodes=self.n_episodes, n_workers=self.n_workers,

@@ -17,6 +17,13 @@ class CorrectionSource:
         if self.path and not (Path(self.path) / "config.json").is_file():
             raise ValueError(f"--correction.path={self.path} is not a correction head dir (no config.json)")
 
+    def check_used(self, strategies: list[str]) -> None:
+        """A head that no strategy loads is a mistake (the run would measure the base strategy
+        under a name that suggests the head): refuse it before any episode."""
+        if self.path and not any(s.endswith("+correction") for s in strategies):
+            raise ValueError(f"--correction.path={self.path} is given but no strategy uses it: "
+                             f"name <base>+correction (e.g. latest_only+correction), got {','.join(strategies)}")
+
     def export(self) -> None:
         """Make the head visible to this process and the workers it starts."""
         if self.path:
