@@ -15,3 +15,29 @@ def test_bench_rtc_reports_guidance_overhead(tmp_path, capsys):
     assert res["none"]["ratio_vs_none"] == 1.0
     assert res["rtc_guided"]["ratio_vs_none"] > 1.0  # one backward pass per Euler step
     assert "guidance overhead" in capsys.readouterr().out
+
+
+def test_bench_rtc_times_an_image_policy(tmp_path):
+    import numpy as np
+    import torch
+
+    from chunkwise.policies.common.trainable import DatasetInfo
+    from chunkwise.types import FeatureSpec
+
+    from flow_helpers import A, S, tiny_config
+
+    cam = "observation.images.corner2"
+    info = DatasetInfo(
+        observation_spec={"observation.state": FeatureSpec((S,), "float32"), cam: FeatureSpec((16, 16, 3), "uint8")},
+        action_dim=A, fps=80.0, task="toy",
+        stats={"observation.state": {"mean": np.zeros(S, np.float32), "std": np.ones(S, np.float32)},
+               "action": {"mean": np.zeros(A, np.float32), "std": np.ones(A, np.float32)}},
+    )
+    torch.manual_seed(0)
+    policy = tiny_config(use_images=True, rtc_training=True, delta_expert=True).make_policy(info)
+    assert policy.image_keys == [cam]
+    policy.save_pretrained(tmp_path / "img")
+    out = tmp_path / "rtc.json"
+    assert bench_main(["rtc", f"--policy_path={tmp_path / 'img'}", "--n_chunks=2", "--warmup=1",
+                       f"--json_out={out}"]) == 0  # the camera frame is part of the timed observation
+    assert json.loads(out.read_text())["none"]["p50_ms"] > 0

@@ -67,6 +67,9 @@ def run(cfg: BenchRTCConfig) -> dict[str, dict[str, float]]:
     state_dim = meta.observation_spec["observation.state"].shape[0]
     rng = np.random.default_rng(0)
     obs = {"observation.state": rng.standard_normal((1, state_dim)).astype(np.float32), "task": [meta.extra.get("task", "")]}
+    for key in policy.image_keys:  # an image policy: random frames of the camera's spec (decoding is not timed)
+        spec = meta.observation_spec[key]
+        obs[key] = rng.integers(0, 256, (1, *spec.shape)).astype(spec.dtype)
     queued = min(cfg.queued, meta.chunk_size)
     prefix = [Prefix(rng.uniform(-1, 1, (queued, meta.action_dim)).astype(np.float32), min(cfg.delay, queued))]
     modes = [m for m in MODES if not (m == "rtc_trained" and not policy.config.rtc_training)
