@@ -13,9 +13,11 @@ from chunkwise.types import FeatureSpec
 S, A = 6, 3
 
 
-def tiny_info() -> DatasetInfo:
+def tiny_info(cameras: tuple[str, ...] = ()) -> DatasetInfo:
+    """State-only by default; each name in ``cameras`` adds a 16x16 RGB ``observation.images.<name>``."""
     return DatasetInfo(
-        observation_spec={"observation.state": FeatureSpec((S,), "float32")},
+        observation_spec={"observation.state": FeatureSpec((S,), "float32"),
+                          **{f"observation.images.{c}": FeatureSpec((16, 16, 3), "uint8") for c in cameras}},
         action_dim=A,
         fps=10.0,
         stats={

@@ -18,24 +18,12 @@ def test_bench_rtc_reports_guidance_overhead(tmp_path, capsys):
 
 
 def test_bench_rtc_times_an_image_policy(tmp_path):
-    import numpy as np
     import torch
+    from flow_helpers import tiny_config, tiny_info
 
-    from chunkwise.policies.common.trainable import DatasetInfo
-    from chunkwise.types import FeatureSpec
-
-    from flow_helpers import A, S, tiny_config
-
-    cam = "observation.images.corner2"
-    info = DatasetInfo(
-        observation_spec={"observation.state": FeatureSpec((S,), "float32"), cam: FeatureSpec((16, 16, 3), "uint8")},
-        action_dim=A, fps=80.0, task="toy",
-        stats={"observation.state": {"mean": np.zeros(S, np.float32), "std": np.ones(S, np.float32)},
-               "action": {"mean": np.zeros(A, np.float32), "std": np.ones(A, np.float32)}},
-    )
     torch.manual_seed(0)
-    policy = tiny_config(use_images=True, rtc_training=True, delta_expert=True).make_policy(info)
-    assert policy.image_keys == [cam]
+    policy = tiny_config(use_images=True, rtc_training=True, delta_expert=True).make_policy(tiny_info(("corner2",)))
+    assert policy.image_keys == ["observation.images.corner2"]
     policy.save_pretrained(tmp_path / "img")
     out = tmp_path / "rtc.json"
     assert bench_main(["rtc", f"--policy_path={tmp_path / 'img'}", "--n_chunks=2", "--warmup=1",
