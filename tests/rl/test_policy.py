@@ -116,3 +116,37 @@ def test_load_errors_name_the_path(tmp_path: Path) -> None:
     (ck / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load(tmp_path / "run")
+
+
+@pytest.mark.parametrize("delay", [0, 2])
+def test_ibrl_checkpoint_runs_the_proposal_choice_of_the_rl_evaluation(tmp_path: Path, delay: int) -> None:
+    """reference_policy=bc: the loaded policy picks between the actor and pi_ref with the
+    critic exactly as ``ChunkSAC.act`` does in the RL evaluation (and, under delay, after
+    the committed prefix the executor passes)."""
+    from chunkwise.types import Prefix
+
+    extra = [f"--rollout_delay={delay}", "--rollout_strategy=latest_only"] if delay else []
+    import draccus
+
+    cfg = draccus.parse(RLConfig, args=[f"--chunk_size={H}", "--actor_net.dim_model=32", "--actor_net.dim_feedforward=64",
+                                        "--critic_net.hidden_dims=[32]", "--env.fps=40", "--reference_policy=bc",
+                                        "--init.bc_warmstart_steps=1", *extra])
+    learner = _learner(cfg)
+    learner.set_reference()
+    with torch.no_grad():
+        for p in learner.actor.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    save_learner(tmp_path / "run", learner, cfg, env_steps=5)
+    policy = load(tmp_path / "run")
+    assert isinstance(policy, RLActorPolicy) and policy.proposal is not None
+    assert policy.metadata.prefix_length == (delay or None)
+    states = np.random.default_rng(2).normal(size=(6, S)).astype(np.float32)
+    prefixes = [Prefix(np.random.default_rng(i).uniform(-1, 1, (H, A)).astype(np.float32), delay) for i in range(6)]
+    out = policy.predict_chunk({OBS_STATE: states}, prefixes if delay else None)
+    for i in range(6):
+        committed = prefixes[i].actions[:delay] if delay else None
+        np.testing.assert_allclose(out[i], learner.act(states[i : i + 1], deterministic=True, prefix=committed), atol=1e-6)
+    assert learner.picks["rl"] > 0 and learner.picks["reference"] > 0  # both proposals were chosen
+    if delay:
+        with pytest.raises(ValueError, match="committed prefix"):
+            policy.predict_chunk({OBS_STATE: states})

@@ -146,3 +146,22 @@ def test_short_run_on_reach_improves_success_over_init(tmp_path: Path) -> None:
         trainer.close()
     assert summary["initial_success"] == 0.0
     assert summary["final_success"] >= 0.2, summary
+
+
+def test_ibrl_run_logs_the_reference_share_and_resumes_with_its_reference(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ibrl"
+    args = [*TINY, "--reference_policy=bc", "--init.bc_warmstart_steps=5", f"--output_dir={out}"]
+    assert main([*args, "--online_steps=60"]) == 0
+    assert main([*args, "--online_steps=90", "--resume=true"]) == 0
+    rows = _lines(out / "metrics.jsonl")
+    episodes = [r for r in rows if r["kind"] == "episode"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert [r["env_steps"] for r in evals] == [0, 30, 60, 90]
+    assert all(0.0 <= r["reference_share"] <= 1.0 for r in episodes + evals)
+    from chunkwise.policies import load
+
+    assert load(out).proposal is not None  # the deployed checkpoint chooses like the evaluation
+    capsys.readouterr()
+    assert main([*TINY, "--reference_policy=bc", "--online_steps=30", f"--output_dir={tmp_path / 'x'}"]) == 2
+    assert "--init.bc_warmstart_steps" in capsys.readouterr().err

@@ -19,6 +19,8 @@ BCDecay = Literal["exponential", "linear", "constant"]
 BCLoss = Literal["mse", "nll"]
 ActorMemory = Literal["state", "state_and_features"]
 # how online rollouts execute chunks (rl/delayed.py): the executor's strategy names
+# IBRL (Hu et al. 2024): a frozen copy of the BC-initialised actor proposes a chunk beside the RL actor
+ReferencePolicy = Literal["none", "bc"]
 RolloutStrategy = Literal["sync", "latest_only", "weighted_average", "average", "conservative", "temporal_ensemble"]
 
 
@@ -130,9 +132,19 @@ class SACConfig:
     rollout_delay: int = 0
     rollout_strategy: RolloutStrategy = "sync"
     rollout_chunk_size_threshold: float = 0.5  # async trigger g: request when len(queue)/H <= g
+    # reference_policy=bc (IBRL, Hu et al. 2024, "Imitation Bootstrapped Reinforcement Learning"):
+    # the actor as it stands after BC initialisation is frozen as pi_ref; every decision
+    # executes argmax_{A in {A_rl ~ pi, A_ref = pi_ref(s)}} min_j Q_j(s, A) (actor proposal),
+    # and with reference_bootstrap the TD target bootstraps from the better of the two too:
+    #     V(s') = max(min_j Q'_j(s', A'_rl), min_j Q'_j(s', A'_ref))
+    # The RL actor can then not drag the executed policy below its BC start while the critic
+    # is still wrong, which is what collapses BC-initialised SAC on sparse-ish tasks.
+    reference_policy: ReferencePolicy = "none"
+    reference_bootstrap: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("actor", self.actor, ActorType)
+        _check_choice("reference_policy", self.reference_policy, ReferencePolicy)
         _check_choice("critic", self.critic, CriticType)
         _check_choice("q_aggregation", self.q_aggregation, QAggregation)
         _check_choice("bc_decay", self.bc_decay, BCDecay)

@@ -17,6 +17,10 @@ the chunk was requested; the actor's chunk A enters through its executed part
 (o = ``executed_offset``: d async, 0 sync)::
 
     Q(s_t, prefix, A) := Q_net(s_t, [a_t..a_t+d-1, A_o .. A_o+H-d-1])
+
+With ``reference_policy=bc`` (IBRL) ``set_reference()`` freezes the current actor as
+pi_ref; ``act`` then returns whichever of {A_rl, pi_ref(s)} the critic scores higher and
+the TD target bootstraps from the better of the two (``SACConfig.reference_policy``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch.nn as nn
 from chunkwise.rl import losses
 from chunkwise.rl.config import SACConfig
 from chunkwise.rl.networks import ChunkActor, CriticEnsemble, make_actor
+from chunkwise.rl.proposal import critic_input, executed_window, pick_proposal
 
 
 def _to_tensors(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
@@ -54,6 +59,8 @@ class ChunkSAC:
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.temperature_lr)
         self._teacher_forced = bool(getattr(self.actor, "autoregressive", False))
         self.step = 0  # learner (critic) updates so far; drives the BC weight schedule
+        self.reference: ChunkActor | None = None  # frozen pi_ref (IBRL), set by set_reference()
+        self.picks = {"rl": 0, "reference": 0}  # which proposal act() executed, for the logs
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -67,25 +74,41 @@ class ChunkSAC:
 
     def _with_prefix(self, prefix: torch.Tensor | None, chunk: torch.Tensor) -> torch.Tensor:
         """(n, H, A): the executed window when the actor's ``chunk`` is requested after ``prefix``."""
-        d = self.cfg.rollout_delay
-        if not d or prefix is None:
-            return chunk
-        o = self.cfg.executed_offset
-        return torch.cat([prefix[:, :d], chunk[:, o : o + self.cfg.chunk_size - d]], dim=1)
+        return executed_window(prefix, chunk, self.cfg.rollout_delay, self.cfg.executed_offset)
 
     def _critic_actions(self, chunk: torch.Tensor) -> torch.Tensor:
-        return chunk.flatten(1) if self.cfg.critic == "chunk" else chunk[:, 0]
+        return critic_input(chunk, self.cfg.critic)
 
     def _clip(self, module: nn.Module) -> float:
         if self.cfg.grad_clip_norm > 0:
             return float(nn.utils.clip_grad_norm_(module.parameters(), self.cfg.grad_clip_norm))
         return float(torch.sqrt(sum((p.grad**2).sum() for p in module.parameters() if p.grad is not None)))
 
+    def set_reference(self) -> None:
+        """Freeze a copy of the actor as it is now (after BC initialisation) as pi_ref."""
+        self.reference = copy.deepcopy(self.actor).requires_grad_(False)
+
+    def _q_min(self, critic: CriticEnsemble, state: torch.Tensor, prefix: torch.Tensor | None,
+               chunk: torch.Tensor) -> torch.Tensor:
+        return critic(state, self._critic_actions(self._with_prefix(prefix, chunk))).min(0).values
+
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """(T, S) observation history -> (H, A) chunk in [-1, 1]."""
+    def act(self, obs: np.ndarray, deterministic: bool = False, prefix: np.ndarray | None = None) -> np.ndarray:
+        """(T, S) observation history -> (H, A) chunk in [-1, 1].
+
+        With a reference policy: argmax over {A_rl, A_ref} of min_j Q_j(s, prefix, A);
+        ``prefix`` is the (d, A) committed prefix under delay (ignored at d = 0).
+        """
         x = torch.as_tensor(np.asarray(obs, np.float32), device=self.device)[None]
-        return self.actor(x, deterministic=deterministic).actions[0].cpu().numpy()
+        chunk = self.actor(x, deterministic=deterministic).actions
+        if self.reference is None:
+            return chunk[0].cpu().numpy()
+        p = None if prefix is None else torch.as_tensor(np.asarray(prefix, np.float32), device=self.device)[None]
+        ref = self.reference(x, deterministic=True).actions
+        best, idx = pick_proposal(self.critic, x[:, -1], [chunk, ref], self.cfg.critic, p,
+                                  self.cfg.rollout_delay, self.cfg.executed_offset)
+        self.picks["reference" if int(idx[0]) else "rl"] += 1
+        return best[0].cpu().numpy()
 
     # ----------------------------------------------------------------- updates
     def compute_target(self, b: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -93,14 +116,17 @@ class ChunkSAC:
         with torch.no_grad():
             alpha = self.temperature
             if cfg.critic == "chunk":
-                nxt = self.actor(b["next_obs"])
-                a_next = self._with_prefix(b.get("next_prefix"), nxt.actions)
-                q_next = self.critic_target(b["next_obs"][:, -1], self._critic_actions(a_next)).min(0).values
-                v = q_next - alpha * nxt.log_prob if cfg.backup_entropy else q_next
-                return losses.chunk_td_target(b["rewards"], b["valid"], b["mask"], v, cfg.gamma)
-            nxt = self.actor(b["first_next_obs"])
-            q_next = self.critic_target(b["first_next_obs"][:, -1], nxt.actions[:, 0]).min(0).values
+                obs, prefix = b["next_obs"], b.get("next_prefix")
+            else:
+                obs, prefix = b["first_next_obs"], None
+            nxt = self.actor(obs)
+            q_next = self._q_min(self.critic_target, obs[:, -1], prefix, nxt.actions)
             v = q_next - alpha * nxt.log_prob if cfg.backup_entropy else q_next
+            if self.reference is not None and cfg.reference_bootstrap:
+                ref = self.reference(obs, deterministic=True).actions
+                v = torch.maximum(v, self._q_min(self.critic_target, obs[:, -1], prefix, ref))
+            if cfg.critic == "chunk":
+                return losses.chunk_td_target(b["rewards"], b["valid"], b["mask"], v, cfg.gamma)
             one = torch.ones_like(b["valid"])
             return losses.chunk_td_target(b["first_reward"][:, None], one, b["first_mask"], v, cfg.gamma)
 
@@ -198,13 +224,18 @@ class ChunkSAC:
     def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
         self.actor.load_state_dict(dict(weights))
 
+    def _modules(self) -> list[tuple[str, nn.Module]]:
+        mods: list[tuple[str, nn.Module]] = [("actor", self.actor), ("critic", self.critic),
+                                             ("critic_target", self.critic_target)]
+        return mods + ([("reference", self.reference)] if self.reference is not None else [])
+
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Flat {name: tensor}: actor.*, critic.*, critic_target.*, log_alpha, optim.*, step."""
         sd: dict[str, torch.Tensor] = {}
-        for prefix, module in (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target)):
+        for prefix, module in self._modules():
             sd.update({f"{prefix}.{k}": v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()})
         sd["log_alpha"] = self.log_alpha.detach().cpu().clone().reshape(1)
         sd["step"] = torch.tensor([self.step], dtype=torch.int64)
@@ -215,7 +246,9 @@ class ChunkSAC:
         return sd
 
     def load_state_dict(self, sd: Mapping[str, torch.Tensor]) -> None:
-        for prefix, module in (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target)):
+        if self.reference is None and any(k.startswith("reference.") for k in sd):
+            self.set_reference()  # shapes from the actor; the weights come just below
+        for prefix, module in self._modules():
             n = len(prefix) + 1
             module.load_state_dict({k[n:]: v for k, v in sd.items() if k.startswith(prefix + ".")})
         with torch.no_grad():

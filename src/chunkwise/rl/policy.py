@@ -11,6 +11,12 @@ observation normalisation) and ``config.json`` are read; the critics, replay and
 optimiser state stay on disk. ``metadata``: observation spec, action_dim, chunk size H and
 fps from the checkpoint, ``prefix_length=None`` (SAC actors do not read the queue).
 
+A run with ``--reference_policy=bc`` (IBRL) executes the better of the RL actor's and the
+frozen BC actor's chunk under the critic; its checkpoint policy does the same, reading the
+reference actor and the critics from ``learner.safetensors`` (``rl/proposal.py``), so a
+deployed checkpoint runs what the RL evaluation measured. Under delay it asks the executor
+for the committed prefix (``prefix_length = d``).
+
 ``sequence_act`` with an observation history T > 1 was trained on the last T per-step
 states; a Policy only sees the observation of each decision, so here the history is the
 current state repeated T times (what the actor saw at every episode start).
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,8 +37,9 @@ from safetensors.torch import load_file
 
 from chunkwise.policies.registry import register_loader
 from chunkwise.rl.checkpoint import CONFIG_FILE, RL_TYPE, STATE_FILE, resolve_checkpoint
-from chunkwise.rl.config import ActorConfig
-from chunkwise.rl.networks import ChunkActor, make_actor
+from chunkwise.rl.config import ActorConfig, CriticConfig
+from chunkwise.rl.networks import ChunkActor, CriticEnsemble, make_actor
+from chunkwise.rl.proposal import committed_prefix, pick_proposal
 from chunkwise.types import OBS_STATE, FeatureSpec, ObservationBatch, PolicyMetadata, Prefix
 
 MODEL_FILE = "model.safetensors"
@@ -63,11 +71,25 @@ def _actor_config(d: Mapping[str, Any]) -> ActorConfig:
     return ActorConfig(**{k: v for k, v in d.items() if k in names})
 
 
+@dataclass
+class Proposal:
+    """What an IBRL checkpoint needs at every decision besides its actor."""
+
+    reference: ChunkActor
+    critic: CriticEnsemble
+    critic_type: str
+    delay: int
+    offset: int
+
+
 class RLActorPolicy:
     """The deterministic SAC actor of an RL checkpoint (see the module docstring)."""
 
-    def __init__(self, actor: ChunkActor, metadata: PolicyMetadata) -> None:
+    def __init__(self, actor: ChunkActor, metadata: PolicyMetadata, proposal: Proposal | None = None) -> None:
         self.actor = actor.eval()
+        self.proposal = proposal
+        if proposal is not None and proposal.delay:
+            metadata = dataclasses.replace(metadata, prefix_length=proposal.delay)
         self._metadata = metadata
 
     @property
@@ -79,14 +101,26 @@ class RLActorPolicy:
 
     @torch.no_grad()
     def predict_chunk(self, obs_batch: ObservationBatch, prefix: Sequence[Prefix | None] | None = None) -> np.ndarray:
-        del prefix  # prefix_length is None: SAC actors do not condition on the queue
         if OBS_STATE not in obs_batch:
             raise KeyError(f"batch lacks {OBS_STATE!r}, which this RL actor reads (has {sorted(obs_batch)})")
         state = torch.as_tensor(np.asarray(obs_batch[OBS_STATE], dtype=np.float32))
         if state.ndim != 2 or state.shape[1] != self.actor.obs_dim:
             raise ValueError(f"{OBS_STATE} must be (B, {self.actor.obs_dim}), got {tuple(state.shape)}")
         hist = state[:, None, :].expand(-1, self.actor.history, -1)
-        return self.actor(hist, deterministic=True).actions.cpu().numpy().astype(np.float32)
+        chunk = self.actor(hist, deterministic=True).actions
+        pr = self.proposal
+        if pr is not None:
+            committed = None
+            if pr.delay:
+                if prefix is None or any(p is None for p in prefix):
+                    raise ValueError(f"this IBRL checkpoint was trained at delay {pr.delay} and scores its "
+                                     "proposals after the committed prefix: the executor must pass it")
+                # a queue shorter than d (ran dry) idles; zero deltas stand in for the env's idle action
+                idle = np.zeros(self.actor.action_dim, np.float32)
+                committed = torch.as_tensor(np.stack([committed_prefix(p, idle) for p in prefix]))
+            ref = pr.reference(hist, deterministic=True).actions
+            chunk, _ = pick_proposal(pr.critic, state, [chunk, ref], pr.critic_type, committed, pr.delay, pr.offset)
+        return chunk.cpu().numpy().astype(np.float32)
 
 
 def load_rl_policy(path: str | Path) -> RLActorPolicy:
@@ -111,7 +145,29 @@ def load_rl_policy(path: str | Path) -> RLActorPolicy:
     missing, unexpected = actor.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise ValueError(f"{ckpt}: actor weights do not match the config (missing {missing}, unexpected {unexpected})")
-    return RLActorPolicy(actor, meta)
+    return RLActorPolicy(actor, meta, _load_proposal(ckpt, cfg, obs_dim, action_dim))
+
+
+def _load_proposal(ckpt: Path, cfg: Mapping[str, Any], obs_dim: int, action_dim: int) -> Proposal | None:
+    if cfg.get("reference_policy", "none") == "none":
+        return None
+    path = ckpt / "learner.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{ckpt} was trained with reference_policy={cfg['reference_policy']} and needs "
+                                f"learner.safetensors (its reference actor and critics), which is missing")
+    sd = load_file(str(path))
+    h = int(cfg["chunk_size"])
+    reference = make_actor(cfg["actor"], obs_dim, action_dim, h, _actor_config(cfg["actor_net"]))
+    critic_names = {f.name for f in dataclasses.fields(CriticConfig)}
+    ccfg = CriticConfig(**{k: (tuple(v) if isinstance(v, list) else v)
+                           for k, v in cfg["critic_net"].items() if k in critic_names})
+    critic = CriticEnsemble(obs_dim, h * action_dim if cfg["critic"] == "chunk" else action_dim, ccfg)
+    for prefix, module in (("reference.", reference), ("critic.", critic)):
+        module.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
+        module.eval().requires_grad_(False)
+    d = int(cfg.get("rollout_delay", 0))
+    offset = 0 if cfg.get("rollout_strategy", "sync") == "sync" else d
+    return Proposal(reference, critic, str(cfg["critic"]), d, offset)
 
 
 register_loader(RL_TYPE, load_rl_policy)

@@ -24,6 +24,7 @@ import numpy as np
 
 from chunkwise.envs.base import ChunkEnv
 from chunkwise.rl.learner import ChunkSAC
+from chunkwise.rl.proposal import committed_prefix
 from chunkwise.rl.replay import Episode
 from chunkwise.runtime.config import ExecutionConfig
 from chunkwise.runtime.virtual_clock import Rollout, VirtualClockExecutor
@@ -81,6 +82,10 @@ class RecordingEnv(ChunkEnv):
         self.env.close()
 
 
+def _needs_prefix(learner: ChunkSAC) -> bool:
+    return learner.cfg.reference_policy != "none" and learner.cfg.rollout_delay > 0
+
+
 class LearnerPolicy:
     """The learner's actor as a ``Policy`` (stochastic for exploration, or tanh(mean))."""
 
@@ -92,6 +97,8 @@ class LearnerPolicy:
             chunk_size=learner.cfg.chunk_size,
             fps=fps,
             policy_type=f"rl_{learner.cfg.actor}",
+            # IBRL under delay scores both proposals after the committed prefix, so it asks for it
+            prefix_length=learner.cfg.rollout_delay if _needs_prefix(learner) else None,
         )
 
     @property
@@ -99,10 +106,13 @@ class LearnerPolicy:
         return self._metadata
 
     def predict_chunk(self, obs_batch: ObservationBatch, prefix: Sequence[Prefix | None] | None = None) -> np.ndarray:
-        del prefix  # SAC actors do not condition on the queue
         hist = self.recorder.history(self.learner.cfg.obs_history_length)
         if not np.array_equal(hist[-1], np.asarray(obs_batch[OBS_STATE][0], np.float32)):
             raise RuntimeError("recorder is out of sync with the executor's observation")
+        if prefix is not None and prefix[0] is not None and _needs_prefix(self.learner):
+            # SAC actors do not condition on the queue; only the IBRL choice reads it
+            committed = committed_prefix(prefix[0], self.recorder.idle_action())
+            return self.learner.act(hist, deterministic=self.deterministic, prefix=committed)[None]
         return self.learner.act(hist, deterministic=self.deterministic)[None]
 
     def reset(self) -> None:

@@ -122,6 +122,12 @@ class RLConfig(SACConfig):
             _check_positive(name, getattr(self, name))
         if not self.output_dir:
             raise ValueError("output_dir must not be empty")
+        if self.reference_policy == "bc" and not (self.init.path or self.init.bc_warmstart_steps):
+            raise ValueError("--reference_policy=bc freezes the BC-initialised actor: give --init.path "
+                             "or --init.bc_warmstart_steps > 0")
+        if self.reference_policy != "none" and self.backend == "ray":
+            raise ValueError("--reference_policy needs the critic at every decision; the Ray rollout actors "
+                             "only receive actor weights: use --backend=local")
         if self.resume and self.overwrite:
             raise ValueError("--resume=true and --overwrite=true contradict each other; give one")
 
@@ -275,6 +281,8 @@ class RLTrainer:
                                             self.cfg.obs_history_length, self.rng)
                 losses.append(self.learner.bc_update(batch)["bc_loss"])
             self.init_report["bc_warmstart"] = {"steps": k, "first_loss": losses[0], "last_loss": losses[-1]}
+        if self.cfg.reference_policy == "bc":
+            self.learner.set_reference()
         # the actor optimiser restarts for RL: BC moments would bias the first SAC steps
         self.learner.actor_opt = torch.optim.Adam(self.learner.actor.parameters(), lr=self.cfg.actor_lr)
 
@@ -314,7 +322,11 @@ class RLTrainer:
     def evaluate(self) -> dict[str, float]:
         seeds = [EVAL_SEED_BASE + i for i in range(self.cfg.eval_episodes)]
         t0 = time.perf_counter()
+        picks = dict(self.learner.picks)
         res = self.runner.evaluate(seeds)
+        if self.learner.reference is not None:
+            n = {k: self.learner.picks[k] - picks[k] for k in picks}
+            res["reference_share"] = n["reference"] / max(1, n["rl"] + n["reference"])
         rec = {"kind": "eval", "env_steps": self.env_steps, "updates": self.updates, **res,
                "eval_seconds": time.perf_counter() - t0}
         self.log.write(rec)
@@ -347,13 +359,19 @@ class RLTrainer:
         bar = tqdm(total=cfg.online_steps, initial=self.env_steps, desc="rl env steps", disable=not cfg.progress)
         t0 = time.perf_counter()
         while self.env_steps < cfg.online_steps:
+            picks = dict(self.learner.picks)
             rollout, ep = self.runner.run(seed=cfg.seed * 10_000 + self.episodes, deterministic=False)
+            extra = {}
+            if self.learner.reference is not None:  # share of this episode's chunks pi_ref proposed
+                n = {k: self.learner.picks[k] - picks[k] for k in picks}
+                extra["reference_share"] = n["reference"] / max(1, n["rl"] + n["reference"])
             self.online.add_episode(ep)
             self.episodes += 1
             self.env_steps += len(ep)
             bar.update(len(ep))
             self.log.write({"kind": "episode", "env_steps": self.env_steps, "episode": self.episodes,
-                            "success": bool(rollout.success), "length": len(ep), "return": float(ep.rewards.sum())})
+                            "success": bool(rollout.success), "length": len(ep), "return": float(ep.rewards.sum()),
+                            **extra})
             if self.env_steps >= cfg.update_after and len(self.offline) + len(self.online) >= cfg.batch_size:
                 n = int(cfg.utd_ratio * self.env_steps) - self.updates
                 for _ in range(max(0, n)):
