@@ -51,3 +51,18 @@ def test_main_labels_chunk_size_and_classic_sac_and_writes_png(tmp_path, capsys)
     assert "10k" not in text and "| act+chunk H=5 (seed 0) | 5000 |" in text  # --until drops the 10k evaluation
     assert "| reach-v3, dense reward | act[features]+chunk H=5 | 1 | 40 [40, 40] | 90 [90, 90] | +50 pts at 5k |" in text
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_label_names_ibrl_and_the_ensemble_size(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from chunkwise.rl.report import load_run
+
+    ck = tmp_path / "checkpoints" / "last"
+    ck.mkdir(parents=True)
+    cfg = {"actor": "act", "critic": "chunk", "chunk_size": 5, "seed": 2, "reward_type": "dense",
+           "reference_policy": "bc", "critic_net": {"n_critics": 5}, "actor_net": {}, "env": {"task": "push-v3"}}
+    (ck / "config.json").write_text(json.dumps({"config": cfg}))
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "env_steps": 0, "success_rate": 0.5}) + "\n")
+    run = load_run(tmp_path)
+    assert run["variant"] == "act+chunk H=5 IBRL 5 critics" and run["label"].endswith("(seed 2)")

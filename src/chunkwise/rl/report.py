@@ -5,7 +5,8 @@
 Each run directory holds ``metrics.jsonl`` (``kind == "eval"`` rows) and
 ``checkpoints/last/config.json``; a run is labelled ``actor+critic H=h (seed s)``; H=1
 with the ``mlp`` actor is classic SAC (one action per decision, one-step backup);
-``act[features]`` is the act actor with ``actor_net.memory=state_and_features``. Runs of the
+``act[features]`` is the act actor with ``actor_net.memory=state_and_features``; ``IBRL``
+marks ``reference_policy=bc`` and ``N critics`` a non-default ensemble size. Runs of the
 same task and variant are also pooled over seeds (``seed_table``): mean success at
 each evaluation step the runs share, with the min–max over seeds, and the change from the
 initialisation (the issue's "+25 points within N steps, mean and spread over 3 seeds").
@@ -18,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chunkwise.rl.config import ActorConfig, SACConfig
+from chunkwise.rl.config import ActorConfig, CriticConfig, SACConfig
 
 
 def load_run(run: Path) -> dict[str, Any]:
@@ -34,6 +35,11 @@ def load_run(run: Path) -> dict[str, Any]:
     entropy = cfg.get("target_entropy_per_dim", SACConfig.target_entropy_per_dim)
     if entropy != SACConfig.target_entropy_per_dim:
         variant += f" entropy {entropy:g}/dim"
+    if cfg.get("reference_policy", "none") != "none":
+        variant += " IBRL"
+    n_critics = cfg.get("critic_net", {}).get("n_critics", CriticConfig.n_critics)
+    if n_critics != CriticConfig.n_critics:
+        variant += f" {n_critics} critics"
     if cfg["actor"] == "mlp" and cfg["chunk_size"] == 1:
         variant += " (classic SAC)"
     label = f"{variant} (seed {cfg['seed']})"
