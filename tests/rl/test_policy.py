@@ -150,3 +150,16 @@ def test_ibrl_checkpoint_runs_the_proposal_choice_of_the_rl_evaluation(tmp_path:
     if delay:
         with pytest.raises(ValueError, match="committed prefix"):
             policy.predict_chunk({OBS_STATE: states})
+        # the first request of an episode: the queue is empty, the robot idles through the delay.
+        # The checkpoint's idle action (stored by the run) fills the window as in the learner.
+        idle = np.array([0.0, 0.0, 0.0, -1.0], np.float32)
+        ck = resolve_checkpoint(tmp_path / "run")
+        doc = json.loads((ck / "config.json").read_text())
+        doc["metadata"]["extra"]["idle_action"] = idle.tolist()
+        (ck / "config.json").write_text(json.dumps(doc))
+        policy = load(tmp_path / "run")
+        empty = [Prefix(np.zeros((0, A), np.float32), delay) for _ in range(6)]
+        out = policy.predict_chunk({OBS_STATE: states}, empty)
+        for i in range(6):
+            want = learner.act(states[i : i + 1], deterministic=True, prefix=np.tile(idle, (delay, 1)))
+            np.testing.assert_allclose(out[i], want, atol=1e-6)

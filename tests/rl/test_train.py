@@ -161,7 +161,9 @@ def test_ibrl_run_logs_the_reference_share_and_resumes_with_its_reference(tmp_pa
     assert all(0.0 <= r["reference_share"] <= 1.0 for r in episodes + evals)
     from chunkwise.policies import load
 
-    assert load(out).proposal is not None  # the deployed checkpoint chooses like the evaluation
+    policy = load(out)
+    assert policy.proposal is not None  # the deployed checkpoint chooses like the evaluation
+    assert policy.metadata.extra["idle_action"] == [0.0, 0.0, 0.0, -1.0]  # MetaWorld after a reset
     capsys.readouterr()
     assert main([*TINY, "--reference_policy=bc", "--online_steps=30", f"--output_dir={tmp_path / 'x'}"]) == 2
     assert "--init.bc_warmstart_steps" in capsys.readouterr().err

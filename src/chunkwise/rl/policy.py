@@ -115,8 +115,10 @@ class RLActorPolicy:
                 if prefix is None or any(p is None for p in prefix):
                     raise ValueError(f"this IBRL checkpoint was trained at delay {pr.delay} and scores its "
                                      "proposals after the committed prefix: the executor must pass it")
-                # a queue shorter than d (ran dry) idles; zero deltas stand in for the env's idle action
-                idle = np.zeros(self.actor.action_dim, np.float32)
+                # a queue shorter than d (at the episode's first request: empty) idles; the run stored
+                # the env's idle action after a reset (MetaWorld: zero deltas, gripper open), which is
+                # what the learner scored there. Older checkpoints fall back to zeros.
+                idle = np.asarray(self._metadata.extra.get("idle_action", np.zeros(self.actor.action_dim)), np.float32)
                 committed = torch.as_tensor(np.stack([committed_prefix(p, idle) for p in prefix]))
             ref = pr.reference(hist, deterministic=True).actions
             chunk, _ = pick_proposal(pr.critic, state, [chunk, ref], pr.critic_type, committed, pr.delay, pr.offset)

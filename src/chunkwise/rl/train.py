@@ -289,8 +289,11 @@ class RLTrainer:
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
         """One complete checkpoint directory, then ``checkpoints/last`` is pointed at it."""
+        if not hasattr(self, "_idle"):  # what the robot executes while the first chunk is computed
+            self.env.reset(seed=EVAL_SEED_BASE)
+            self._idle = [float(v) for v in self.env.idle_action()]
         meta = rl_metadata(config_dict(self.cfg), self.learner.obs_dim, self.learner.action_dim, self.env.fps,
-                           env_steps=self.env_steps)
+                           env_steps=self.env_steps, idle_action=self._idle)
         return write_checkpoint(
             self.ckpts, self.env_steps,
             learner=self.learner.state_dict(),
