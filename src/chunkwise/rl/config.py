@@ -24,6 +24,11 @@ ReferencePolicy = Literal["none", "bc"]
 RolloutStrategy = Literal["sync", "latest_only", "weighted_average", "average", "conservative", "temporal_ensemble"]
 
 
+def executed_offset(rollout_strategy: str, rollout_delay: int) -> int:
+    """``SACConfig.executed_offset`` from the two fields (also for a saved config dict)."""
+    return 0 if rollout_strategy == "sync" else rollout_delay
+
+
 def _check_choice(name: str, value: Any, literal: Any) -> None:
     choices = get_args(literal)
     if value not in choices:
@@ -178,7 +183,7 @@ class SACConfig:
     def executed_offset(self) -> int:
         """Index of the actor's first executed action: d (async, labels t..t+H-1; the first d
         are stale on arrival) or 0 (sync: the robot idles d steps, then runs the chunk from 0)."""
-        return 0 if self.rollout_strategy == "sync" else self.rollout_delay
+        return executed_offset(self.rollout_strategy, self.rollout_delay)
 
     @property
     def obs_history_length(self) -> int:

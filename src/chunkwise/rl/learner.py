@@ -35,7 +35,7 @@ import torch.nn as nn
 from chunkwise.rl import losses
 from chunkwise.rl.config import SACConfig
 from chunkwise.rl.networks import ChunkActor, CriticEnsemble, make_actor
-from chunkwise.rl.proposal import critic_input, executed_window, pick_proposal
+from chunkwise.rl.proposal import critic_input, executed_window, min_q, pick_proposal
 
 
 def _to_tensors(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
@@ -90,7 +90,7 @@ class ChunkSAC:
 
     def _q_min(self, critic: CriticEnsemble, state: torch.Tensor, prefix: torch.Tensor | None,
                chunk: torch.Tensor) -> torch.Tensor:
-        return critic(state, self._critic_actions(self._with_prefix(prefix, chunk))).min(0).values
+        return min_q(critic, state, chunk, self.cfg.critic, prefix, self.cfg.rollout_delay, self.cfg.executed_offset)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False, prefix: np.ndarray | None = None) -> np.ndarray:

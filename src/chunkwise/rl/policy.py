@@ -37,7 +37,7 @@ from safetensors.torch import load_file
 
 from chunkwise.policies.registry import register_loader
 from chunkwise.rl.checkpoint import CONFIG_FILE, RL_TYPE, STATE_FILE, resolve_checkpoint
-from chunkwise.rl.config import ActorConfig, CriticConfig
+from chunkwise.rl.config import ActorConfig, CriticConfig, executed_offset
 from chunkwise.rl.networks import ChunkActor, CriticEnsemble, make_actor
 from chunkwise.rl.proposal import committed_prefix, pick_proposal
 from chunkwise.types import OBS_STATE, FeatureSpec, ObservationBatch, PolicyMetadata, Prefix
@@ -66,9 +66,10 @@ def rl_metadata(cfg: Mapping[str, Any], obs_dim: int, action_dim: int, fps: floa
     )
 
 
-def _actor_config(d: Mapping[str, Any]) -> ActorConfig:
-    names = {f.name for f in dataclasses.fields(ActorConfig)}
-    return ActorConfig(**{k: v for k, v in d.items() if k in names})
+def _config(cls: type, d: Mapping[str, Any]) -> Any:
+    """A network config dataclass from its saved dict (unknown keys of older/newer runs dropped)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
 
 
 @dataclass
@@ -142,7 +143,7 @@ def load_rl_policy(path: str | Path) -> RLActorPolicy:
         if (ckpt / STATE_FILE).is_file():
             extra["env_steps"] = int(json.loads((ckpt / STATE_FILE).read_text()).get("env_steps", 0))
         meta = rl_metadata(cfg, obs_dim, action_dim, float(cfg.get("env", {}).get("fps", 80.0)), **extra)
-    actor = make_actor(cfg["actor"], obs_dim, action_dim, int(cfg["chunk_size"]), _actor_config(cfg["actor_net"]))
+    actor = make_actor(cfg["actor"], obs_dim, action_dim, int(cfg["chunk_size"]), _config(ActorConfig, cfg["actor_net"]))
     weights = load_file(str(ckpt / MODEL_FILE))
     missing, unexpected = actor.load_state_dict(weights, strict=False)
     if missing or unexpected:
@@ -159,16 +160,14 @@ def _load_proposal(ckpt: Path, cfg: Mapping[str, Any], obs_dim: int, action_dim:
                                 f"learner.safetensors (its reference actor and critics), which is missing")
     sd = load_file(str(path))
     h = int(cfg["chunk_size"])
-    reference = make_actor(cfg["actor"], obs_dim, action_dim, h, _actor_config(cfg["actor_net"]))
-    critic_names = {f.name for f in dataclasses.fields(CriticConfig)}
-    ccfg = CriticConfig(**{k: (tuple(v) if isinstance(v, list) else v)
-                           for k, v in cfg["critic_net"].items() if k in critic_names})
-    critic = CriticEnsemble(obs_dim, h * action_dim if cfg["critic"] == "chunk" else action_dim, ccfg)
+    reference = make_actor(cfg["actor"], obs_dim, action_dim, h, _config(ActorConfig, cfg["actor_net"]))
+    critic = CriticEnsemble(obs_dim, h * action_dim if cfg["critic"] == "chunk" else action_dim,
+                            _config(CriticConfig, cfg["critic_net"]))
     for prefix, module in (("reference.", reference), ("critic.", critic)):
         module.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
         module.eval().requires_grad_(False)
     d = int(cfg.get("rollout_delay", 0))
-    offset = 0 if cfg.get("rollout_strategy", "sync") == "sync" else d
+    offset = executed_offset(cfg.get("rollout_strategy", "sync"), d)
     return Proposal(reference, critic, str(cfg["critic"]), d, offset)
 
 

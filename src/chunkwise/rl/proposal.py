@@ -33,6 +33,12 @@ def critic_input(window: torch.Tensor, critic_type: str) -> torch.Tensor:
     return window.flatten(1) if critic_type == "chunk" else window[:, 0]
 
 
+def min_q(critic: torch.nn.Module, state: torch.Tensor, chunk: torch.Tensor, critic_type: str,
+          prefix: torch.Tensor | None = None, delay: int = 0, offset: int = 0) -> torch.Tensor:
+    """(B,): min_j Q_j(s, window(prefix, chunk))."""
+    return critic(state, critic_input(executed_window(prefix, chunk, delay, offset), critic_type)).min(0).values
+
+
 def pick_proposal(
     critic: torch.nn.Module,
     state: torch.Tensor,
@@ -43,10 +49,7 @@ def pick_proposal(
     offset: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """-> ((B, H, A) the chosen chunk per row, (B,) index of its proposal); ties go to the first."""
-    q = torch.stack([
-        critic(state, critic_input(executed_window(prefix, c, delay, offset), critic_type)).min(0).values
-        for c in proposals
-    ])  # (P, B)
+    q = torch.stack([min_q(critic, state, c, critic_type, prefix, delay, offset) for c in proposals])  # (P, B)
     idx = q.argmax(0)
     return torch.stack(list(proposals))[idx, torch.arange(state.shape[0])], idx
 

@@ -244,6 +244,10 @@ class RLTrainer:
 
             self.adopted = adopt_bc_sizes(cfg, cfg.init.path)
         self.env = make_env(cfg.env)
+        # what the robot executes while an episode's first chunk is computed; the checkpoint
+        # stores it so a loaded IBRL policy fills an empty queue as the learner does
+        self.env.reset(seed=EVAL_SEED_BASE)
+        self.idle_action = [float(v) for v in self.env.idle_action()]
         obs_dim = int(self.env.observation_spec[OBS_STATE].shape[0])
         self.learner = ChunkSAC(cfg, obs_dim, self.env.action_dim)
         # sync at d = 0 by default; --rollout_delay/--rollout_strategy: the async executor (rl/delayed.py)
@@ -289,11 +293,8 @@ class RLTrainer:
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
         """One complete checkpoint directory, then ``checkpoints/last`` is pointed at it."""
-        if not hasattr(self, "_idle"):  # what the robot executes while the first chunk is computed
-            self.env.reset(seed=EVAL_SEED_BASE)
-            self._idle = [float(v) for v in self.env.idle_action()]
         meta = rl_metadata(config_dict(self.cfg), self.learner.obs_dim, self.learner.action_dim, self.env.fps,
-                           env_steps=self.env_steps, idle_action=self._idle)
+                           env_steps=self.env_steps, idle_action=self.idle_action)
         return write_checkpoint(
             self.ckpts, self.env_steps,
             learner=self.learner.state_dict(),
@@ -322,14 +323,19 @@ class RLTrainer:
               + (f" (dropped {dropped} metrics lines logged after it)" if dropped else ""))
 
     # ------------------------------------------------------------------ loop
+    def reference_share(self, before: dict[str, int]) -> dict[str, float]:
+        """IBRL: {"reference_share": fraction of the chunks since ``before`` that pi_ref proposed}."""
+        if self.learner.reference is None:
+            return {}
+        n = {k: self.learner.picks[k] - before[k] for k in before}
+        return {"reference_share": n["reference"] / max(1, n["rl"] + n["reference"])}
+
     def evaluate(self) -> dict[str, float]:
         seeds = [EVAL_SEED_BASE + i for i in range(self.cfg.eval_episodes)]
         t0 = time.perf_counter()
         picks = dict(self.learner.picks)
         res = self.runner.evaluate(seeds)
-        if self.learner.reference is not None:
-            n = {k: self.learner.picks[k] - picks[k] for k in picks}
-            res["reference_share"] = n["reference"] / max(1, n["rl"] + n["reference"])
+        res.update(self.reference_share(picks))
         rec = {"kind": "eval", "env_steps": self.env_steps, "updates": self.updates, **res,
                "eval_seconds": time.perf_counter() - t0}
         self.log.write(rec)
@@ -364,10 +370,7 @@ class RLTrainer:
         while self.env_steps < cfg.online_steps:
             picks = dict(self.learner.picks)
             rollout, ep = self.runner.run(seed=cfg.seed * 10_000 + self.episodes, deterministic=False)
-            extra = {}
-            if self.learner.reference is not None:  # share of this episode's chunks pi_ref proposed
-                n = {k: self.learner.picks[k] - picks[k] for k in picks}
-                extra["reference_share"] = n["reference"] / max(1, n["rl"] + n["reference"])
+            extra = self.reference_share(picks)
             self.online.add_episode(ep)
             self.episodes += 1
             self.env_steps += len(ep)
