@@ -25,8 +25,9 @@ the TD target bootstraps from the better of the two (``SACConfig.reference_polic
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -100,11 +101,12 @@ class ChunkSAC:
         ``prefix`` is the (d, A) committed prefix under delay (ignored at d = 0).
         """
         x = torch.as_tensor(np.asarray(obs, np.float32), device=self.device)[None]
-        chunk = self.actor(x, deterministic=deterministic).actions
-        if self.reference is None:
-            return chunk[0].cpu().numpy()
-        p = None if prefix is None else torch.as_tensor(np.asarray(prefix, np.float32), device=self.device)[None]
-        ref = self.reference(x, deterministic=True).actions
+        with _eval_mode(self.actor, self.reference):
+            chunk = self.actor(x, deterministic=deterministic).actions
+            if self.reference is None:
+                return chunk[0].cpu().numpy()
+            p = None if prefix is None else torch.as_tensor(np.asarray(prefix, np.float32), device=self.device)[None]
+            ref = self.reference(x, deterministic=True).actions
         best, idx = pick_proposal(self.critic, x[:, -1], [chunk, ref], self.cfg.critic, p,
                                   self.cfg.rollout_delay, self.cfg.executed_offset)
         self.picks["reference" if int(idx[0]) else "rl"] += 1
@@ -262,3 +264,20 @@ class ChunkSAC:
                     i, key = k[len(pre) :].split(".", 1)
                     state.setdefault(int(i), {})[key] = v.to(self.device) if key != "step" else v
             opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+
+
+@contextlib.contextmanager
+def _eval_mode(*modules: nn.Module | None) -> Iterator[None]:
+    """Run the actors as the loaded checkpoint policy does (``.eval()``). Dropout is 0, but
+    torch's attention takes a fused fast path in eval mode whose float error (~1e-5) is enough
+    to make a MetaWorld episode diverge, so the run's evaluation and ``chunkwise eval`` of its
+    checkpoint would differ by an episode now and then."""
+    mods = [m for m in modules if m is not None]
+    was = [m.training for m in mods]
+    for m in mods:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, w in zip(mods, was, strict=True):
+            m.train(w)
