@@ -14,7 +14,15 @@ import pytest
 import torch
 
 from chunkwise.policies import load
-from chunkwise.rl.checkpoint import INIT_NAME, load_checkpoint, replay_tensors, resolve_checkpoint, step_dirs, write_checkpoint
+from chunkwise.rl.checkpoint import (
+    INIT_NAME,
+    load_checkpoint,
+    point_best,
+    replay_tensors,
+    resolve_checkpoint,
+    step_dirs,
+    write_checkpoint,
+)
 from chunkwise.rl.config import ActorConfig, CriticConfig, SACConfig
 from chunkwise.rl.learner import ChunkSAC
 from chunkwise.rl.replay import Episode, EpisodeReplay
@@ -121,6 +129,20 @@ def test_prune_keeps_init_and_newest(tmp_path: Path) -> None:
     assert os.readlink(run / "checkpoints" / "last") == "step_000000040"  # relative: the run dir can move
     save_learner(run, learner, cfg, env_steps=40)  # the same step again never replaces a directory
     assert os.readlink(run / "checkpoints" / "last") == "step_000000040-1"
+
+
+def test_prune_keeps_the_best_checkpoint(tmp_path: Path) -> None:
+    cfg = _cfg("mlp")
+    run = tmp_path / "run"
+    learner = _learner(cfg)
+    for step in (0, 10, 20, 30, 40):
+        ck = save_learner(run, learner, cfg, env_steps=step, keep=1)
+        if step == 10:
+            point_best(run / "checkpoints", ck)
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["best", "last", "step_000000000", "step_000000010", "step_000000040"]
+    assert resolve_checkpoint(run / "checkpoints" / "best").name == "step_000000010"
+    assert load(run / "checkpoints" / "best").metadata.extra["env_steps"] == 10
 
 
 def test_legacy_last_directory_is_moved_aside(tmp_path: Path) -> None:

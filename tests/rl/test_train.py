@@ -51,6 +51,11 @@ def test_cli_run_writes_outputs_and_resumes(tmp_path: Path) -> None:
     assert episodes[0]["env_steps"] > state["env_steps"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] >= 120 and summary["updates"] == summary["env_steps"]
+    # checkpoints/best names the first evaluation with the highest success, across the resume
+    evals = [r for r in rows2 if r["kind"] == "eval"]
+    top = next(r for r in evals if r["success_rate"] == max(e["success_rate"] for e in evals))
+    assert os.readlink(out / "checkpoints" / "best") == f"step_{top['env_steps']:09d}"
+    assert (out / "checkpoints" / "best" / "model.safetensors").is_file()
 
     # the comparison report reads the same files
     from chunkwise.rl.report import load_run, table
@@ -94,7 +99,7 @@ def test_existing_output_dir_needs_resume_or_overwrite(tmp_path: Path, capsys: p
     (out / "notes.txt").write_text("kept")
     assert main([*args, "--overwrite=true", "--seed=1"]) == 0  # a fresh run: old checkpoints gone
     assert (out / "notes.txt").read_text() == "kept"
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last", "step_000000000", "step_000000030"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best", "last", "step_000000000", "step_000000030"]
     assert [r["kind"] for r in _lines(out / "metrics.jsonl")].count("init") == 1
     assert json.loads((out / "checkpoints" / "last" / "config.json").read_text())["config"]["seed"] == 1
 

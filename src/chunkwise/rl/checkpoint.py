@@ -46,6 +46,7 @@ from chunkwise.rl.replay import EpisodeReplay
 RL_TYPE = "rl_sac"
 CHECKPOINTS = "checkpoints"
 LAST = "last"
+BEST = "best"  # the step directory of the best evaluation so far (``chunkwise eval --policy.path=<run>/checkpoints/best``)
 CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.json"
 FILES = ("learner.safetensors", "model.safetensors", "replay.safetensors", "rng.safetensors", CONFIG_FILE, STATE_FILE)
@@ -116,14 +117,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
-def _point_last(ckpts: Path, name: str) -> None:
-    last = ckpts / LAST
+def _point_last(ckpts: Path, name: str, link: str = LAST) -> None:
+    last = ckpts / link
     if last.exists() and not last.is_symlink():  # a real directory (layout before step dirs)
         os.replace(last, ckpts / f"legacy-{os.getpid()}")
-    tmp = ckpts / f".{LAST}.{os.getpid()}.tmp"
+    tmp = ckpts / f".{link}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
     os.symlink(name, tmp)
     os.replace(tmp, last)  # rename over the old symlink: atomic
+
+
+def point_best(ckpts: Path, step_dir: Path) -> None:
+    """Point ``checkpoints/best`` at ``step_dir``; ``prune`` keeps what it names."""
+    _point_last(ckpts, step_dir.name, BEST)
 
 
 def _discard(path: Path) -> None:
@@ -133,19 +139,19 @@ def _discard(path: Path) -> None:
 
 
 def prune(ckpts: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` step directories, the initial one and ``last``'s."""
-    current = os.path.realpath(ckpts / LAST)
+    """Delete all but the newest ``keep`` step directories, the initial one, ``last``'s and ``best``'s."""
+    current = {os.path.realpath(ckpts / LAST), os.path.realpath(ckpts / BEST)}
     dirs = [p for p in ckpts.iterdir() if _STEP_DIR.match(p.name) and p.is_dir()]
     dirs.sort()
     complete = [p for p in dirs if is_complete(p)]
     keep_set = {p.name for p in complete[-keep:]} | {INIT_NAME}
     for p in dirs:
-        if p.name not in keep_set and os.path.realpath(p) != current:
+        if p.name not in keep_set and os.path.realpath(p) not in current:
             _discard(p)
     # left by a process killed mid-save or mid-delete (one writer per run: none is ours now)
     for p in [*ckpts.glob(".step_*.tmp"), *ckpts.glob(".*.trash.*")]:
         shutil.rmtree(p, ignore_errors=True)
-    for p in ckpts.glob(f".{LAST}.*.tmp"):
+    for p in [*ckpts.glob(f".{LAST}.*.tmp"), *ckpts.glob(f".{BEST}.*.tmp")]:
         p.unlink(missing_ok=True)
 
 

@@ -36,6 +36,7 @@ from chunkwise.rl.checkpoint import (
     CHECKPOINTS,
     has_checkpoint,
     load_checkpoint,
+    point_best,
     replay_tensors,
     restore_replay,
     save_json,
@@ -357,7 +358,11 @@ class RLTrainer:
         self.log.write({"kind": "init", **self.init_report, "demo_episodes": len(self.demos),
                         "demo_steps": self.offline.size, **init_extra})
         self.evaluate()
-        self.save()
+        point_best(self.ckpts, self.save())
+
+    def best_success(self) -> float:
+        """The best evaluation success of this run so far (its log survives a resume)."""
+        return max((r["success_rate"] for r in self.log.records("eval")), default=-1.0)
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -390,12 +395,17 @@ class RLTrainer:
                         self.log.write({"kind": "train", "env_steps": self.env_steps, "updates": self.updates,
                                         **{k: float(np.mean(v)) for k, v in acc.items()}})
                         acc = {}
+            best = False
             if self.env_steps >= next_eval or self.env_steps >= cfg.online_steps:
+                before = self.best_success()
                 res = self.evaluate()
+                best = res["success_rate"] > before  # kept even between save_every steps
                 bar.set_postfix(success=f"{res['success_rate']:.2f}")
                 next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
-            if self.env_steps >= next_save or self.env_steps >= cfg.online_steps:
-                self.save()
+            if best or self.env_steps >= next_save or self.env_steps >= cfg.online_steps:
+                saved = self.save()
+                if best:
+                    point_best(self.ckpts, saved)
                 next_save = (self.env_steps // cfg.save_every + 1) * cfg.save_every
         bar.close()
         evals = self.log.records("eval")
