@@ -117,7 +117,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
-def _point_last(ckpts: Path, name: str, link: str = LAST) -> None:
+def _point_link(ckpts: Path, name: str, link: str = LAST) -> None:
     last = ckpts / link
     if last.exists() and not last.is_symlink():  # a real directory (layout before step dirs)
         os.replace(last, ckpts / f"legacy-{os.getpid()}")
@@ -129,7 +129,7 @@ def _point_last(ckpts: Path, name: str, link: str = LAST) -> None:
 
 def point_best(ckpts: Path, step_dir: Path) -> None:
     """Point ``checkpoints/best`` at ``step_dir``; ``prune`` keeps what it names."""
-    _point_last(ckpts, step_dir.name, BEST)
+    _point_link(ckpts, step_dir.name, BEST)
 
 
 def _discard(path: Path) -> None:
@@ -183,7 +183,7 @@ def write_checkpoint(
         save_tensors(tmp / "rng.safetensors", rng)
         save_json(tmp / CONFIG_FILE, {"type": RL_TYPE, **config})
         save_json(tmp / STATE_FILE, dict(train_state))
-    _point_last(ckpts, name)
+    _point_link(ckpts, name)
     prune(ckpts, keep)
     return target
 

@@ -220,15 +220,12 @@ class DistributedTrainer(RLTrainer):
             wall = time.perf_counter() - t0
             tp = self.throughput(wall)
             bar.set_postfix(upd_s=f"{tp['learner_updates_per_s']:.0f}", steps_s=f"{tp['env_steps_per_s']:.0f}")
-            if self.env_steps >= next_eval or self.env_steps >= cfg.online_steps:
+            if self.env_steps >= next_eval or self.env_steps >= cfg.online_steps:  # logged beside the evaluation
                 self.log.write({"kind": "throughput", "env_steps": self.env_steps, "updates": self.updates, **tp})
-                res = self.evaluate()
+            next_eval, next_save, res = self.evaluate_and_save(next_eval, next_save)
+            if res is not None:
                 bar.set_postfix(success=f"{res['success_rate']:.2f}", upd_s=f"{tp['learner_updates_per_s']:.0f}",
                                 steps_s=f"{tp['env_steps_per_s']:.0f}")
-                next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
-            if self.env_steps >= next_save or self.env_steps >= cfg.online_steps:
-                self.save()
-                next_save = (self.env_steps // cfg.save_every + 1) * cfg.save_every
         # episodes still in flight past online_steps are not added (counts match one process);
         # close() kills the actors
         bar.close()

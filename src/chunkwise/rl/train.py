@@ -364,6 +364,26 @@ class RLTrainer:
         """The best evaluation success of this run so far (its log survives a resume)."""
         return max((r["success_rate"] for r in self.log.records("eval")), default=-1.0)
 
+    def evaluate_and_save(self, next_eval: int, next_save: int) -> tuple[int, int, dict[str, float] | None]:
+        """The loop's evaluation and checkpoint rule (both trainers): evaluate at ``next_eval``,
+        save at ``next_save``, both at the end; an evaluation that beats every earlier one is
+        saved at once, even between save steps, and ``checkpoints/best`` is pointed at it.
+        -> (next_eval, next_save, the evaluation or None)."""
+        cfg = self.cfg
+        end = self.env_steps >= cfg.online_steps
+        res, best = None, False
+        if self.env_steps >= next_eval or end:
+            before = self.best_success()
+            res = self.evaluate()
+            best = res["success_rate"] > before
+            next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
+        if best or self.env_steps >= next_save or end:
+            saved = self.save()
+            if best:
+                point_best(self.ckpts, saved)
+            next_save = (self.env_steps // cfg.save_every + 1) * cfg.save_every
+        return next_eval, next_save, res
+
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         self.resume_or_start()
@@ -395,18 +415,9 @@ class RLTrainer:
                         self.log.write({"kind": "train", "env_steps": self.env_steps, "updates": self.updates,
                                         **{k: float(np.mean(v)) for k, v in acc.items()}})
                         acc = {}
-            best = False
-            if self.env_steps >= next_eval or self.env_steps >= cfg.online_steps:
-                before = self.best_success()
-                res = self.evaluate()
-                best = res["success_rate"] > before  # kept even between save_every steps
+            next_eval, next_save, res = self.evaluate_and_save(next_eval, next_save)
+            if res is not None:
                 bar.set_postfix(success=f"{res['success_rate']:.2f}")
-                next_eval = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
-            if best or self.env_steps >= next_save or self.env_steps >= cfg.online_steps:
-                saved = self.save()
-                if best:
-                    point_best(self.ckpts, saved)
-                next_save = (self.env_steps // cfg.save_every + 1) * cfg.save_every
         bar.close()
         evals = self.log.records("eval")
         summary = {
