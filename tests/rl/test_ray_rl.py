@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,10 @@ def test_rl_on_ray_with_two_actors_feeds_one_learner(tmp_path: Path, monkeypatch
     assert summary["n_actors"] == 2 and summary["updates"] == summary["env_steps"]  # utd_ratio = 1
     assert len(summary["actor_env_steps_per_s"]) == 2 and summary["env_steps_per_s"] > 0
     assert (out / "checkpoints" / "last" / "model.safetensors").is_file()
+    # the Ray loop moves checkpoints/best as the local loop does: to the first top evaluation
+    top = max(evals, key=lambda e: e["success_rate"])
+    assert os.readlink(out / "checkpoints" / "best") == f"step_{top['env_steps']:09d}"
+    assert (out / "checkpoints" / "best" / "model.safetensors").is_file()
 
 
 def test_n_actors_needs_the_ray_backend(tmp_path: Path, capsys) -> None:
