@@ -66,3 +66,32 @@ def test_run_label_names_ibrl_and_the_ensemble_size(tmp_path) -> None:  # type: 
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "env_steps": 0, "success_rate": 0.5}) + "\n")
     run = load_run(tmp_path)
     assert run["variant"] == "act+chunk H=5 IBRL 5 critics" and run["label"].endswith("(seed 2)")
+
+
+def test_saved_curves_stand_in_for_the_run_directories(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from chunkwise.rl.report import main
+
+    runs = [_write_run(tmp_path, "act", 5, s, {0: 0.0, 5000: 0.2 + 0.2 * s}) for s in range(2)]
+    curves = tmp_path / "docs" / "curves.json"
+    assert main([str(r) for r in runs] + ["--out", str(tmp_path / "a.png"), "--save_curves", str(curves)]) == 0
+    from_dirs = capsys.readouterr().out
+    import shutil
+
+    for r in runs:  # the run directories are gone; the curves file alone regenerates the tables
+        shutil.rmtree(r)
+    extra = _write_run(tmp_path, "mlp", 1, 0, {0: 0.1, 5000: 0.3})
+    assert main([str(curves), str(extra), "--out", str(tmp_path / "b.png")]) == 0
+    from_file = capsys.readouterr().out
+    row = "| reach-v3, dense reward | act+chunk H=5 | 2 | 0 [0, 0] | 30 [20, 40] | +30 pts at 5k |"
+    assert row in from_dirs and row in from_file
+    assert "mlp+chunk H=1 (classic SAC) (seed 0)" in from_file
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"runs": []}')
+    with pytest.raises(SystemExit):
+        main([str(bad)])
+    assert "is not a curves file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "nowhere")])
+    assert "neither a run directory" in capsys.readouterr().err

@@ -10,6 +10,11 @@ marks ``reference_policy=bc`` and ``N critics`` a non-default ensemble size. Run
 same task and variant are also pooled over seeds (``seed_table``): mean success at
 each evaluation step the runs share, with the min–max over seeds, and the change from the
 initialisation (the issue's "+25 points within N steps, mean and spread over 3 seeds").
+
+``--save_curves=F.json`` writes the evaluation curves of every run given (label, variant,
+task and the (env step, success) pairs) to one small JSON file, and such a file can stand
+in for run directories on the command line. Run directories are large and do not outlive a
+machine; a curves file kept beside the docs regenerates their tables and figures.
 """
 
 from __future__ import annotations
@@ -45,6 +50,50 @@ def load_run(run: Path) -> dict[str, Any]:
     label = f"{variant} (seed {cfg['seed']})"
     title = f"{cfg['env']['task']}, {cfg.get('reward_type', '?')} reward"
     return {"label": label, "variant": variant, "task": title, "evals": evals, "dir": str(run)}
+
+
+CURVES_FORMAT = "chunkwise.rl.curves/1"
+
+
+def save_curves(runs: list[dict[str, Any]], out: Path) -> None:
+    """Write the runs' curves to ``out`` atomically (see the module docstring)."""
+    data = {"format": CURVES_FORMAT,
+            "runs": [{"label": r["label"], "variant": r["variant"], "task": r["task"], "source": r["dir"],
+                      "evals": [{"env_steps": int(e["env_steps"]), "success_rate": float(e["success_rate"])}
+                                for e in r["evals"]]} for r in runs]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(out)
+
+
+def load_curves(path: Path) -> list[dict[str, Any]]:
+    """The runs of a ``--save_curves`` file, in the form ``load_run`` returns."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not a curves file: {e}") from e
+    if not isinstance(data, dict) or data.get("format") != CURVES_FORMAT:
+        raise ValueError(f"{path} is not a curves file (expected format {CURVES_FORMAT!r})")
+    runs = []
+    for i, r in enumerate(data["runs"]):
+        missing = {"label", "variant", "task", "evals"} - set(r)
+        if missing or not r["evals"]:
+            raise ValueError(f"{path}: run {i} lacks {sorted(missing) or ['evals']}")
+        evals = sorted(({"env_steps": int(e["env_steps"]), "success_rate": float(e["success_rate"])}
+                        for e in r["evals"]), key=lambda e: e["env_steps"])
+        runs.append({"label": r["label"], "variant": r["variant"], "task": r["task"], "evals": evals,
+                     "dir": r.get("source", str(path))})
+    return runs
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    """A run directory (one run) or a curves file (its runs)."""
+    if path.is_file() and path.suffix == ".json":
+        return load_curves(path)
+    if not (path / "metrics.jsonl").is_file():
+        raise ValueError(f"{path} is neither a run directory (no metrics.jsonl) nor a curves .json file")
+    return [load_run(path)]
 
 
 def seed_table(runs: list[dict[str, Any]], at: list[int] | None = None) -> str:
@@ -137,16 +186,22 @@ def plot(runs: list[dict[str, Any]], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("runs", nargs="+", type=Path, help="run directories and/or --save_curves files")
     p.add_argument("--out", type=Path, default=Path("rl_curves.png"))
     p.add_argument("--at", type=str, default=None, help="comma-separated env steps for the seed table")
     p.add_argument("--until", type=int, default=None, help="drop evaluations after this many env steps")
+    p.add_argument("--save_curves", type=Path, default=None, help="also write the runs' curves to this .json")
     args = p.parse_args(argv)
-    runs = [load_run(r) for r in args.runs]
+    try:
+        runs = [run for path in args.runs for run in load(path)]
+    except ValueError as e:
+        p.error(str(e))
     if args.until is not None:
         for r in runs:
             r["evals"] = [e for e in r["evals"] if e["env_steps"] <= args.until]
     plot(runs, args.out)
+    if args.save_curves is not None:
+        save_curves(runs, args.save_curves)
     print(table(runs))
     print()
     print(seed_table(runs, [int(x) for x in args.at.split(",")] if args.at else None))
