@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from chunkwise.common.files import atomic_write_text
 from chunkwise.rl.config import ActorConfig, CriticConfig, SACConfig
 
 
@@ -55,16 +56,17 @@ def load_run(run: Path) -> dict[str, Any]:
 CURVES_FORMAT = "chunkwise.rl.curves/1"
 
 
+def _point(e: dict[str, Any]) -> dict[str, Any]:
+    """The part of an eval row a curves file keeps."""
+    return {"env_steps": int(e["env_steps"]), "success_rate": float(e["success_rate"])}
+
+
 def save_curves(runs: list[dict[str, Any]], out: Path) -> None:
     """Write the runs' curves to ``out`` atomically (see the module docstring)."""
     data = {"format": CURVES_FORMAT,
             "runs": [{"label": r["label"], "variant": r["variant"], "task": r["task"], "source": r["dir"],
-                      "evals": [{"env_steps": int(e["env_steps"]), "success_rate": float(e["success_rate"])}
-                                for e in r["evals"]]} for r in runs]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(out)
+                      "evals": [_point(e) for e in r["evals"]]} for r in runs]}
+    atomic_write_text(out, json.dumps(data, indent=1) + "\n")
 
 
 def load_curves(path: Path) -> list[dict[str, Any]]:
@@ -80,8 +82,7 @@ def load_curves(path: Path) -> list[dict[str, Any]]:
         missing = {"label", "variant", "task", "evals"} - set(r)
         if missing or not r["evals"]:
             raise ValueError(f"{path}: run {i} lacks {sorted(missing) or ['evals']}")
-        evals = sorted(({"env_steps": int(e["env_steps"]), "success_rate": float(e["success_rate"])}
-                        for e in r["evals"]), key=lambda e: e["env_steps"])
+        evals = sorted((_point(e) for e in r["evals"]), key=lambda e: e["env_steps"])
         runs.append({"label": r["label"], "variant": r["variant"], "task": r["task"], "evals": evals,
                      "dir": r.get("source", str(path))})
     return runs
