@@ -120,3 +120,26 @@ def test_camera_images_upright_uint8():
         assert img[:4].mean() < 5 < img[-4:].mean()
         obs2, *_ = env.step(env.expert_action(obs))
         assert not np.array_equal(obs2["observation.images.corner2"], img)  # the arm moved
+
+
+def test_action_repeat_holds_each_action_for_k_metaworld_steps():
+    """One outer step with action_repeat=2 is two MetaWorld steps of the same action:
+    same state, summed reward; the step budget and fps count outer steps."""
+    with pytest.raises(ValueError, match="action_repeat"):
+        MetaWorldEnvConfig(action_repeat=0)
+    with pytest.raises(ValueError, match="path limit"):
+        MetaWorldEnvConfig(max_episode_steps=300, action_repeat=2)
+    a = np.array([0.3, -0.2, 0.1, 1.0], dtype=np.float32)
+    with make_env(MetaWorldEnvConfig(task="push-v3", max_episode_steps=6)) as once, \
+            make_env(MetaWorldEnvConfig(task="push-v3", max_episode_steps=3, action_repeat=2)) as twice:
+        assert twice.fps == once.fps / 2
+        once.reset(seed=5)
+        twice.reset(seed=5)
+        for k in range(3):
+            _, r1, *_ = once.step(a)
+            o1, r2, *_ = once.step(a)
+            o2, r, terminated, truncated, _ = twice.step(a)
+            np.testing.assert_array_equal(o1["observation.state"], o2["observation.state"])
+            assert r == pytest.approx(r1 + r2)
+            assert twice.elapsed_steps == k + 1
+        assert truncated and not terminated

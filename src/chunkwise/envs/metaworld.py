@@ -71,14 +71,21 @@ class MetaWorldEnvConfig(EnvConfig):
     cameras: list[str] = field(default_factory=list)  # e.g. [corner2]; images are rendered upright
     image_size: int = 128  # square images of image_size x image_size pixels
     terminate_on_success: bool = True  # end the episode at the first success
+    # each action is held for this many MetaWorld steps (rewards summed, success if any
+    # inner step succeeds); max_episode_steps and fps count the outer steps. IBRL
+    # (Hu et al. 2024) uses 2 with 100-step episodes: 200 MetaWorld steps per episode.
+    action_repeat: int = 1
 
     def __post_init__(self) -> None:
         check_task_name(self.task)
         if self.fps <= 0:
             raise ValueError(f"env.fps must be positive, got {self.fps}")
-        if not 0 < self.max_episode_steps <= 500:
+        if not 1 <= self.action_repeat <= 50:
+            raise ValueError(f"env.action_repeat must be in 1..50, got {self.action_repeat}")
+        if not 0 < self.max_episode_steps * self.action_repeat <= 500:
             raise ValueError(
-                f"env.max_episode_steps must be in 1..500 (MetaWorld's path limit), got {self.max_episode_steps}"
+                f"env.max_episode_steps x env.action_repeat must be in 1..500 (MetaWorld's path limit), "
+                f"got {self.max_episode_steps} x {self.action_repeat}"
             )
         for cam in self.cameras:
             if cam not in CAMERAS:
@@ -103,7 +110,8 @@ class MetaWorldEnv(ChunkEnv):
 
         self.cfg = cfg
         self.task = cfg.task
-        self.fps = float(cfg.fps)
+        self.action_repeat = int(cfg.action_repeat)
+        self.fps = float(cfg.fps) / self.action_repeat
         self.max_episode_steps = int(cfg.max_episode_steps)
         self.cameras = list(cfg.cameras)
         self.image_size = int(cfg.image_size)
@@ -116,7 +124,7 @@ class MetaWorldEnv(ChunkEnv):
         env._set_task_called = True
         env._freeze_rand_vec = False
         env.seeded_rand_vec = True  # draw positions from env.np_random, not np.random
-        env.max_path_length = self.max_episode_steps
+        env.max_path_length = self.max_episode_steps * self.action_repeat
         self._env = env
 
         self._renderer = None
@@ -171,11 +179,16 @@ class MetaWorldEnv(ChunkEnv):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action contains NaN or inf: {a}")
         a = np.clip(a, -1.0, 1.0)
-        raw, reward, _, _, info = self._env.step(a)
+        reward, success = 0.0, False
+        for _ in range(self.action_repeat):
+            raw, r, _, _, info = self._env.step(a)
+            reward += float(r)
+            success = success or bool(info.get("success", 0.0) >= 1.0)
+            if success and self.cfg.terminate_on_success:
+                break
         self._raw_obs = np.asarray(raw, dtype=np.float64)
         self._steps += 1
         self._last_gripper = float(a[3])
-        success = bool(info.get("success", 0.0) >= 1.0)
         info = dict(info)
         info["success"] = success
         terminated = success and self.cfg.terminate_on_success
