@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -98,6 +99,19 @@ def test_get_and_load_weights_are_the_actor_only() -> None:
     b.load_weights(w)
     obs = np.random.default_rng(0).normal(size=(2, 5)).astype(np.float32)
     np.testing.assert_allclose(a.act(obs, deterministic=True), b.act(obs, deterministic=True), atol=1e-6)
+
+
+def test_obs_std_floor_bounds_the_normalised_observation() -> None:
+    """std -> max(std, floor) in actor, critics and targets; a larger std is kept as it is."""
+    cfg = dataclasses.replace(_cfg("mlp", "chunk"), obs_std_floor=0.1)
+    learner = ChunkSAC(cfg, 3, 2)
+    learner.set_obs_stats(np.zeros(3), np.array([0.001, 0.05, 0.5]))
+    for m in (learner.actor, learner.critic, learner.critic_target):
+        torch.testing.assert_close(m.obs_std, torch.tensor([0.1, 0.1, 0.5]))
+    # a goal 0.4 m from the demos' mean: |z| = 4 with the floor, 400 without
+    assert learner.actor.normalize(torch.tensor([[0.4, 0.0, 0.0]]))[0, 0].item() == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="obs_std_floor"):
+        dataclasses.replace(cfg, obs_std_floor=0.0)
 
 
 def test_critic_regresses_known_chunk_return() -> None:

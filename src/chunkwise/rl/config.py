@@ -115,6 +115,11 @@ class SACConfig:
     # the chunk log-prob over H*A dims is large next to sparse per-step rewards
     backup_entropy: bool = False
     batch_size: int = 256
+    # observation normalisation z = (s - mean) / max(std, obs_std_floor), stats from the demos.
+    # From 3 demonstrations the spread of a randomised goal or object position is a few mm, so
+    # a fresh reset lands at |z| of 4-8 on those dims; a floor in raw units (MetaWorld: metres)
+    # bounds that. 1e-2 only guards constant dims (zero padding).
+    obs_std_floor: float = 1e-2
     # critic-only updates before the actor/temperature start moving: a random critic's
     # gradient would otherwise drag a BC-initialised actor away from the demonstrations
     critic_warmup_steps: int = 0
@@ -159,7 +164,8 @@ class SACConfig:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
-        for name in ("actor_lr", "critic_lr", "temperature_lr", "init_temperature", "bc_decay_steps", "batch_size"):
+        for name in ("actor_lr", "critic_lr", "temperature_lr", "init_temperature", "bc_decay_steps", "batch_size",
+                     "obs_std_floor"):
             _check_positive(name, getattr(self, name))
         for name in ("grad_clip_norm", "bc_weight", "bc_min_weight", "critic_warmup_steps"):
             _check_positive(name, getattr(self, name), allow_zero=True)

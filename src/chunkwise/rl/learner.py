@@ -69,7 +69,8 @@ class ChunkSAC:
         return self.log_alpha.exp()
 
     def set_obs_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
-        """Observation normalisation shared by actor, critics and targets."""
+        """Observation normalisation shared by actor, critics and targets: std -> max(std, obs_std_floor)."""
+        std = np.maximum(np.asarray(std, dtype=np.float64), self.cfg.obs_std_floor)
         for m in (self.actor, self.critic, self.critic_target):
             m.set_stats(torch.as_tensor(mean), torch.as_tensor(std))
 
