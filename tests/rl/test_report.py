@@ -66,6 +66,9 @@ def test_run_label_names_ibrl_and_the_ensemble_size(tmp_path) -> None:  # type: 
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "env_steps": 0, "success_rate": 0.5}) + "\n")
     run = load_run(tmp_path)
     assert run["variant"] == "act+chunk H=5 IBRL 5 critics" and run["label"].endswith("(seed 2)")
+    cfg.update(reference_policy="none", critic_net={}, obs_std_floor=0.1, env={"task": "push-v3", "action_repeat": 2})
+    (ck / "config.json").write_text(json.dumps({"config": cfg}))
+    assert load_run(tmp_path)["variant"] == "act+chunk H=5 std floor 0.1, action repeat 2"
 
 
 def test_saved_curves_stand_in_for_the_run_directories(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

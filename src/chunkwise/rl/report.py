@@ -46,8 +46,15 @@ def load_run(run: Path) -> dict[str, Any]:
     n_critics = cfg.get("critic_net", {}).get("n_critics", CriticConfig.n_critics)
     if n_critics != CriticConfig.n_critics:
         variant += f" {n_critics} critics"
+    floor = cfg.get("obs_std_floor", SACConfig.obs_std_floor)
+    if floor != SACConfig.obs_std_floor:
+        variant += f" std floor {floor:g}"
     if cfg["actor"] == "mlp" and cfg["chunk_size"] == 1:
         variant += " (classic SAC)"
+    # held actions change the task (decisions per episode, MetaWorld steps per env step)
+    repeat = cfg["env"].get("action_repeat", 1)
+    if repeat != 1:
+        variant += f", action repeat {repeat}"
     label = f"{variant} (seed {cfg['seed']})"
     title = f"{cfg['env']['task']}, {cfg.get('reward_type', '?')} reward"
     return {"label": label, "variant": variant, "task": title, "evals": evals, "dir": str(run)}
