@@ -204,6 +204,11 @@ class MetricsLog:
         tmp.replace(self.png)
 
 
+def demo_seed_base(seed: int) -> int:
+    """First reset seed of the scripted demonstrations of run ``seed`` (then +1, +2, ...)."""
+    return 500_000 + 1000 * seed
+
+
 def load_demos(cfg: RLConfig) -> list:  # type: ignore[type-arg]
     terminate = bool(getattr(cfg.env, "terminate_on_success", True))
     if cfg.demos.root:
@@ -211,7 +216,7 @@ def load_demos(cfg: RLConfig) -> list:  # type: ignore[type-arg]
         return eps[: cfg.demos.max_episodes] if cfg.demos.max_episodes else eps
     if cfg.demos.scripted_episodes:
         # demo seeds are disjoint from training (seed*1e4 + i) and eval (1e6 + i) seeds
-        return scripted_episodes(cfg.env, cfg.demos.scripted_episodes, 500_000 + 1000 * cfg.seed,
+        return scripted_episodes(cfg.env, cfg.demos.scripted_episodes, demo_seed_base(cfg.seed),
                                  cfg.reward_type, cfg.reward_scale)
     return []
 
