@@ -70,9 +70,8 @@ class ChunkSAC:
 
     def set_obs_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Observation normalisation shared by actor, critics and targets: std -> max(std, obs_std_floor)."""
-        std = np.maximum(np.asarray(std, dtype=np.float64), self.cfg.obs_std_floor)
         for m in (self.actor, self.critic, self.critic_target):
-            m.set_stats(torch.as_tensor(mean), torch.as_tensor(std))
+            m.set_stats(torch.as_tensor(mean), torch.as_tensor(std), self.cfg.obs_std_floor)
 
     def _with_prefix(self, prefix: torch.Tensor | None, chunk: torch.Tensor) -> torch.Tensor:
         """(n, H, A): the executed window when the actor's ``chunk`` is requested after ``prefix``."""

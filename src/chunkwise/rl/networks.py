@@ -58,10 +58,10 @@ class _Normalizer(nn.Module):
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
 
-    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor, floor: float = 1e-2) -> None:
+        """std -> max(std, floor): tiny std (constant dims such as MetaWorld's zero padding) would blow up inputs."""
         self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        # tiny std (constant dims such as MetaWorld's zero padding) would blow up inputs
-        self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-2))
+        self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(floor))
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.obs_mean) / self.obs_std
